@@ -1,0 +1,185 @@
+"""One typed settings tree, loaded from configs/default.yaml, a named profile, env vars and overrides.
+
+Later layers win: default.yaml < configs/<profile>.yaml < RAG_SECTION__KEY env vars < explicit
+overrides (CLI flags). Unknown keys and wrong types are errors that name the key and the layer
+that set it, so a typo never turns silently into a default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rag.errors import ConfigError
+
+ENV_PREFIX = "RAG_"
+PROFILE_ENV = "RAG_PROFILE"
+CONFIG_DIR_ENV = "RAG_CONFIG_DIR"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class CorpusSettings(_Section):
+    paths: list[str] = Field(
+        default_factory=list,
+        description="Files or folders `rag ingest` reads when given no paths; empty means the built-in corpus.",
+    )
+
+
+class IndexSettings(_Section):
+    path: str = Field("~/.local/share/rag/index", description="Folder of the persistent Chroma index.")
+    collection: str = Field("papers", description="Chroma collection holding the chunks.")
+    batch_papers: int = Field(
+        64, ge=1, description="Papers embedded and committed together; a crash loses at most one batch of work."
+    )
+
+
+class EmbeddingSettings(_Section):
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="sentence-transformers model: the packaged all-MiniLM-L6-v2, a local folder, or a model name.",
+    )
+    batch_size: int = Field(64, ge=1, description="Texts per encoder call.")
+    device: str = Field("auto", description="'auto' (GPU when present), 'cpu', 'cuda', 'cuda:1', ...")
+    max_tokens: int | None = Field(
+        None, ge=16, description="Embedder input limit in its own wordpieces; None means the model's own limit."
+    )
+
+
+class ChunkingSettings(_Section):
+    chunk_tokens: int = Field(
+        160, ge=16, description="Target passage size in tiktoken (cl100k) tokens; shorter abstracts stay whole."
+    )
+    overlap_tokens: int = Field(32, ge=0, description="Tokens of trailing sentences repeated at the next chunk's start.")
+    prepend_title: bool = Field(True, description="Embed 'title + passage' so every chunk carries its paper's topic.")
+
+
+class RetrievalSettings(_Section):
+    k: int = Field(5, ge=1, description="Papers returned by a search.")
+    candidates: int = Field(40, ge=1, description="Chunks fetched from the vector store before grouping into papers.")
+
+
+class Settings(_Section):
+    corpus: CorpusSettings = Field(default_factory=CorpusSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+
+    @property
+    def index_path(self) -> Path:
+        return Path(os.path.expanduser(self.index.path))
+
+
+def default_config_dir() -> Path:
+    """The repo's configs/ folder (the package is installed editable, next to it)."""
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+def load_settings(
+    profile: str | None = None,
+    *,
+    config_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings tree; `overrides` uses dotted keys, e.g. {"index.path": "/tmp/idx"}."""
+    env = os.environ if env is None else env
+    config_dir = Path(config_dir or env.get(CONFIG_DIR_ENV) or default_config_dir())
+    profile = profile or env.get(PROFILE_ENV) or None
+
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    default_file = config_dir / "default.yaml"
+    if default_file.is_file():
+        _merge(merged, _read_yaml(default_file), str(default_file), origins)
+    if profile and profile != "default":
+        profile_file = config_dir / f"{profile}.yaml"
+        if not profile_file.is_file():
+            known = sorted(p.stem for p in config_dir.glob("*.yaml")) if config_dir.is_dir() else []
+            raise ConfigError(f"unknown profile '{profile}': no {profile_file} (known: {', '.join(known) or 'none'})")
+        _merge(merged, _read_yaml(profile_file), str(profile_file), origins)
+    for name, value in sorted(env.items()):
+        if name.startswith(ENV_PREFIX) and "__" in name:
+            dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+            _merge(merged, _nest({dotted: _parse_scalar(value)}), f"env {name}", origins)
+    if overrides:
+        _merge(merged, _nest(dict(overrides)), "command line", origins)
+
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origins)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
+    return data
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _nest(dotted: Mapping[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in dotted.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def _merge(into: dict[str, Any], layer: Mapping[str, Any], origin: str, origins: dict[str, str], prefix: str = "") -> None:
+    for key, value in layer.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value, origin, origins, f"{path}.")
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+            origins[path] = origin
+            if isinstance(value, Mapping):
+                for sub in _leaf_paths(value, f"{path}."):
+                    origins[sub] = origin
+
+
+def _leaf_paths(tree: Mapping[str, Any], prefix: str) -> list[str]:
+    out = []
+    for key, value in tree.items():
+        out.append(f"{prefix}{key}")
+        if isinstance(value, Mapping):
+            out.extend(_leaf_paths(value, f"{prefix}{key}."))
+    return out
+
+
+def _describe(exc: ValidationError, origins: Mapping[str, str]) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        origin = origins.get(key)
+        reason = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{key}: {reason}" + (f" (set in {origin})" if origin else ""))
+    return "config error: " + "; ".join(parts)

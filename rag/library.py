@@ -1,0 +1,77 @@
+"""The library's front door: one object that the CLI, the UI and the eval harness all use.
+
+    from rag import Library
+    library = Library.from_config()          # configs/default.yaml (+ profile, env)
+    library.ingest()                          # the built-in corpus, incrementally
+    hits = library.search("dropping visual tokens in MLLMs")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from rag.config import Settings, load_settings
+from rag.embedding import Embedder, load_embedder
+from rag.ingest import IngestReport, ingest
+from rag.retrieval import Retriever
+from rag.store import ChromaStore, StoreStats
+from rag.types import PaperHit, Problem
+
+
+class Library:
+    """An index of papers plus the embedder that reads it; heavy parts load on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._embedder: Embedder | None = None
+        self._store: ChromaStore | None = None
+        self._retriever: Retriever | None = None
+
+    @classmethod
+    def from_config(cls, profile: str | None = None, overrides: Mapping[str, Any] | None = None) -> Library:
+        return cls(load_settings(profile, overrides=overrides))
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = load_embedder(self.settings.embedding)
+        return self._embedder
+
+    def store(self, *, create: bool = False) -> ChromaStore:
+        if self._store is None:
+            self._store = ChromaStore(self.settings.index_path, self.settings.index.collection, create=create)
+        return self._store
+
+    def ingest(
+        self,
+        paths: Iterable[str | Path] | None = None,
+        *,
+        rebuild: bool = False,
+        prune: bool = False,
+        on_problem: Callable[[Problem], None] | None = None,
+        progress: bool = True,
+    ) -> IngestReport:
+        store = self.store(create=True)
+        if rebuild:
+            store.drop()
+        self._retriever = None
+        return ingest(
+            self.settings, store, self.embedder, paths, prune=prune, report_problem=on_problem, progress=progress
+        )
+
+    def retriever(self) -> Retriever:
+        if self._retriever is None:
+            store = self.store()
+            # Refuse a model mismatch before paying for the model load.
+            store.open_for(self.settings.embedding.model, None, create=False)
+            store.open_for(self.embedder.model_name, self.embedder.dimension, create=False)
+            self._retriever = Retriever(self.settings.retrieval, store, self.embedder)
+        return self._retriever
+
+    def search(self, question: str, k: int | None = None, where: dict | None = None) -> list[PaperHit]:
+        return self.retriever().search(question, k=k, where=where)
+
+    def stats(self) -> StoreStats:
+        return self.store().stats()

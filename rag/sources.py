@@ -1,0 +1,383 @@
+"""Sources stage: read files into `Paper` records, reporting what cannot be read.
+
+Formats: Hugging Face Papers page dumps (.txt), JSON Lines (generic or the arXiv metadata
+snapshot), CSV/TSV with title and abstract columns, and plain .txt/.md documents. Everything is
+streamed line by line, so a multi-gigabyte arXiv snapshot never sits in memory.
+
+Nothing here raises for bad input: each problem becomes a `Problem` naming the file (and line),
+and the rest of the input is still read.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.textclean import clean_text, title_key
+from rag.types import Paper, Problem
+
+BUILTIN_CORPUS = Path(__file__).resolve().parent / "data" / "seeds"
+SUPPORTED_SUFFIXES = (".txt", ".md", ".jsonl", ".ndjson", ".json", ".csv", ".tsv")
+
+# Lines of a Hugging Face Papers page that are page furniture, not papers (matched by content).
+_PAGE_FURNITURE = {
+    "new",
+    "get trending papers in your email inbox!",
+    "subscribe",
+    "daily papers",
+    "byak and the research community",
+    "trending papers",
+    "search",
+}
+_PAGE_DATE = re.compile(r"^(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* \d{1,2}(, \d{4})?$", re.IGNORECASE)
+_ABSTRACT_MIN_CHARS = 250
+_TITLE_MAX_CHARS = 300
+
+_FIELD_ALIASES = {
+    "id": ("id", "paper_id", "arxiv_id", "doc_id", "_id"),
+    "title": ("title",),
+    "abstract": ("abstract", "summary", "text"),
+    "authors": ("authors", "author"),
+    "date": ("date", "update_date", "published", "year"),
+    "url": ("url", "link"),
+    "categories": ("categories", "category", "tags"),
+}
+
+
+@dataclass
+class Record:
+    """One (title, abstract) as found at one place in one file, before papers are merged."""
+
+    paper: Paper
+    location: str
+
+
+@dataclass
+class Corpus:
+    """Papers merged across files (a paper in several files is one paper with every source)."""
+
+    papers: list[Paper] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    records_read: int = 0
+    files_read: list[str] = field(default_factory=list)
+
+
+def builtin_corpus_paths() -> list[Path]:
+    return sorted(BUILTIN_CORPUS.glob("*.txt"))
+
+
+def load_corpus(paths: Iterable[str | Path]) -> Corpus:
+    """Read every path into memory and merge repeats; for small corpora, tests and evaluation."""
+    corpus = Corpus()
+    by_id: dict[str, Paper] = {}
+    for record in iter_records(paths, corpus.problems.append, corpus.files_read.append):
+        corpus.records_read += 1
+        merge_into(by_id, record, corpus.problems.append)
+    corpus.papers = list(by_id.values())
+    return corpus
+
+
+def merge_into(by_id: dict[str, Paper], record: Record, report: Callable[[Problem], None]) -> None:
+    """Add a record to the papers seen so far: a repeat only adds its source file."""
+    paper = record.paper
+    known = by_id.get(paper.paper_id)
+    if known is None:
+        by_id[paper.paper_id] = paper
+        return
+    for source in paper.sources:
+        if source not in known.sources:
+            known.sources.append(source)
+    if (known.title, known.abstract) != (paper.title, paper.abstract):
+        report(Problem(record.location, f"duplicate id '{paper.paper_id}' with different text; kept the first"))
+
+
+def iter_records(
+    paths: Iterable[str | Path],
+    report: Callable[[Problem], None],
+    on_file: Callable[[str], None] = lambda _path: None,
+) -> Iterator[Record]:
+    """Yield records from files and folders in order; problems go to `report`, never raise."""
+    for path in expand_paths(paths, report):
+        on_file(str(path))
+        yield from _read_file(path, report)
+
+
+def expand_paths(paths: Iterable[str | Path], report: Callable[[Problem], None]) -> Iterator[Path]:
+    for given in paths:
+        path = Path(given).expanduser()
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file() and not _is_hidden(p, path)):
+                if child.suffix.lower() in SUPPORTED_SUFFIXES:
+                    yield child.resolve()
+                else:
+                    report(Problem(str(child), f"unsupported file type '{child.suffix}'; skipped"))
+        elif path.is_file():
+            if path.suffix.lower() in SUPPORTED_SUFFIXES:
+                yield path.resolve()
+            else:
+                supported = ", ".join(SUPPORTED_SUFFIXES)
+                report(Problem(str(path), f"unsupported file type '{path.suffix}' (supported: {supported}); skipped"))
+        elif path.exists():
+            report(Problem(str(path), "not a regular file; skipped"))
+        else:
+            report(Problem(str(path), "no such file or folder; skipped"))
+
+
+def _is_hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _read_file(path: Path, report: Callable[[Problem], None]) -> Iterator[Record]:
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8192)
+    except OSError as exc:
+        report(Problem(str(path), f"cannot read ({exc.strerror or exc}); skipped"))
+        return
+    if not head.strip():
+        report(Problem(str(path), "empty file; nothing to read"))
+        return
+    if b"\x00" in head:
+        report(Problem(str(path), "binary file, not text; skipped"))
+        return
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            yield from _read_json_lines(path, report)
+        elif suffix in (".csv", ".tsv"):
+            yield from _read_csv(path, report)
+        else:
+            text = path.read_bytes().decode("utf-8")
+            lines = text.splitlines()
+            if looks_like_page_dump(lines):
+                yield from _read_page_dump(lines, str(path), report)
+            else:
+                yield from _read_document(path, text, report)
+    except UnicodeDecodeError as exc:
+        report(Problem(str(path), f"not UTF-8 text (bad byte at offset {exc.start}); skipped"))
+    except OSError as exc:
+        report(Problem(str(path), f"cannot read ({exc.strerror or exc}); skipped"))
+
+
+# --- Hugging Face Papers page dumps -------------------------------------------------------
+
+
+def is_page_furniture(line: str) -> bool:
+    stripped = line.strip()
+    return stripped.casefold() in _PAGE_FURNITURE or bool(_PAGE_DATE.match(stripped))
+
+
+def is_abstract_line(line: str) -> bool:
+    return len(line.strip()) >= _ABSTRACT_MIN_CHARS
+
+
+def looks_like_page_dump(lines: list[str]) -> bool:
+    """A page dump has page furniture, or at least three title/abstract pairs and little else."""
+    content = [line for line in lines if line.strip()]
+    if sum(is_page_furniture(line) for line in content[:12]) >= 2:
+        return True
+    body = [line for line in content if not is_page_furniture(line)]
+    pairs = sum(
+        1
+        for first, second in zip(body, body[1:], strict=False)
+        if not is_abstract_line(first) and len(first) <= _TITLE_MAX_CHARS and is_abstract_line(second)
+    )
+    return pairs >= 3 and pairs * 2 >= len(body) * 0.9
+
+
+def parse_page_dump(lines: list[str], source: str) -> tuple[list[tuple[str, str, int]], list[Problem]]:
+    """Pair titles with the abstracts that follow them; returns (title, abstract, title_line) triples.
+
+    An orphan title (followed by another title) or orphan abstract (no title before it) is
+    reported with its line number and never glued to a neighbouring paper.
+    """
+    pairs: list[tuple[str, str, int]] = []
+    problems: list[Problem] = []
+    pending_title: tuple[str, int] | None = None
+    for number, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        if not stripped or is_page_furniture(stripped):
+            continue
+        if is_abstract_line(stripped):
+            if pending_title is None:
+                problems.append(Problem(f"{source}:{number}", "abstract without a title before it; skipped"))
+            else:
+                pairs.append((pending_title[0], stripped, pending_title[1]))
+                pending_title = None
+        else:
+            if pending_title is not None:
+                problems.append(
+                    Problem(f"{source}:{pending_title[1]}", f"title without an abstract: '{pending_title[0][:60]}'")
+                )
+            pending_title = (stripped, number)
+    if pending_title is not None:
+        problems.append(Problem(f"{source}:{pending_title[1]}", f"title without an abstract: '{pending_title[0][:60]}'"))
+    return pairs, problems
+
+
+def _read_page_dump(lines: list[str], source: str, report: Callable[[Problem], None]) -> Iterator[Record]:
+    pairs, problems = parse_page_dump(lines, source)
+    for problem in problems:
+        report(problem)
+    for raw_title, raw_abstract, line in pairs:
+        yield Record(make_paper(raw_title, raw_abstract, source), f"{source}:{line}")
+
+
+# --- JSON Lines (generic and arXiv snapshot) -----------------------------------------------
+
+
+def _read_json_lines(path: Path, report: Callable[[Problem], None]) -> Iterator[Record]:
+    with path.open("rb") as handle:
+        for number, raw_line in enumerate(handle, start=1):
+            location = f"{path}:{number}"
+            if not raw_line.strip():
+                continue
+            try:
+                row = json.loads(raw_line.decode("utf-8"))
+            except UnicodeDecodeError:
+                report(Problem(location, "not UTF-8 text; line skipped"))
+                continue
+            except json.JSONDecodeError as exc:
+                report(Problem(location, f"not valid JSON ({exc.msg}); line skipped"))
+                continue
+            if not isinstance(row, dict):
+                report(Problem(location, f"expected a JSON object, got {type(row).__name__}; line skipped"))
+                continue
+            record = _record_from_row(row, str(path), location, report)
+            if record is not None:
+                yield record
+
+
+# --- CSV / TSV ------------------------------------------------------------------------------
+
+
+def _read_csv(path: Path, report: Callable[[Problem], None]) -> Iterator[Record]:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    with path.open("r", encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        columns = [c.strip().lower() for c in (reader.fieldnames or [])]
+        missing = [name for name in ("title", "abstract") if not _has_field(columns, name)]
+        if missing:
+            report(
+                Problem(
+                    str(path),
+                    f"no {' or '.join(repr(m) for m in missing)} column (columns: {', '.join(columns) or 'none'}); skipped",
+                )
+            )
+            return
+        for row in reader:
+            location = f"{path}:{reader.line_num}"
+            if None in row:
+                report(Problem(location, "more fields than columns; extra fields ignored"))
+                row.pop(None)
+            clean_row = {str(k).strip().lower(): v for k, v in row.items() if k is not None and v is not None}
+            record = _record_from_row(clean_row, str(path), location, report)
+            if record is not None:
+                yield record
+
+
+def _has_field(columns: list[str], name: str) -> bool:
+    return any(alias in columns for alias in _FIELD_ALIASES[name])
+
+
+# --- Shared row handling -------------------------------------------------------------------
+
+
+def _record_from_row(row: dict, source: str, location: str, report: Callable[[Problem], None]) -> Record | None:
+    picked: dict[str, str] = {}
+    used_keys: set[str] = set()
+    lowered = {str(k).lower(): k for k in row}
+    for name, aliases in _FIELD_ALIASES.items():
+        for alias in aliases:
+            key = lowered.get(alias)
+            if key is not None and row[key] not in (None, ""):
+                picked[name] = _as_text(row[key])
+                used_keys.add(key)
+                break
+    missing = [name for name in ("title", "abstract") if not picked.get(name, "").strip()]
+    if missing:
+        report(Problem(location, f"missing {' and '.join(missing)}; record skipped"))
+        return None
+    extra = {str(k): _as_text(v) for k, v in row.items() if k not in used_keys and v not in (None, "")}
+    paper = make_paper(
+        picked["title"],
+        picked["abstract"],
+        source,
+        paper_id=picked.get("id"),
+        authors=picked.get("authors"),
+        date=picked.get("date"),
+        url=picked.get("url"),
+        categories=picked.get("categories"),
+        extra=extra,
+    )
+    return Record(paper, location)
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ", ".join(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+# --- Plain documents -----------------------------------------------------------------------
+
+
+def _read_document(path: Path, text: str, report: Callable[[Problem], None]) -> Iterator[Record]:
+    lines = [line.strip() for line in text.splitlines()]
+    first = next((i for i, line in enumerate(lines) if line), None)
+    if first is None:
+        report(Problem(str(path), "empty file; nothing to read"))
+        return
+    heading = lines[first].lstrip("#").strip()
+    body = " ".join(line for line in lines[first + 1 :] if line)
+    if not body:  # a one-line document: the file name is the title
+        heading, body = path.stem.replace("_", " "), heading
+    doc_id = "doc:" + hashlib.sha1(str(path).encode()).hexdigest()[:16]
+    yield Record(make_paper(heading, body, str(path), paper_id=doc_id), str(path))
+
+
+def make_paper(
+    raw_title: str,
+    raw_abstract: str,
+    source: str,
+    *,
+    paper_id: str | None = None,
+    authors: str | None = None,
+    date: str | None = None,
+    url: str | None = None,
+    categories: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> Paper:
+    title = clean_text(raw_title)
+    if paper_id is None:
+        paper_id = "t:" + hashlib.sha1(title_key(title).encode()).hexdigest()[:16]
+    if url is None and _looks_like_arxiv_id(paper_id):
+        url = f"https://arxiv.org/abs/{paper_id}"
+    return Paper(
+        paper_id=str(paper_id).strip(),
+        title=title,
+        abstract=clean_text(raw_abstract),
+        sources=[source],
+        raw_title=raw_title,
+        raw_abstract=raw_abstract,
+        authors=clean_text(authors) if authors else None,
+        date=date,
+        url=url,
+        categories=categories,
+        extra=extra or {},
+    )
+
+
+_ARXIV_ID = re.compile(r"^(\d{4}\.\d{4,5}|[a-z\-]+(\.[A-Z]{2})?/\d{7})(v\d+)?$")
+
+
+def _looks_like_arxiv_id(paper_id: str) -> bool:
+    return bool(_ARXIV_ID.match(paper_id))
+

@@ -1,0 +1,257 @@
+"""Index stage, storage half: the Chroma collection that holds chunks, their vectors and metadata.
+
+The collection records which embedding model and dimension built it; opening it with another
+model is refused with a message that names both, instead of a dimension error deep in Chroma.
+Chroma is always given vectors (its default embedding function would try to download a model).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.errors import IndexStoreError
+from rag.types import Chunk, Paper
+
+INDEX_FORMAT = 1
+SOURCE_SEPARATOR = "\n"
+_PAGE = 5000  # rows per metadata read; keeps memory flat on big indexes
+
+
+@dataclass(frozen=True)
+class IndexedPaper:
+    """What the index holds for one paper: enough to decide whether to re-embed it."""
+
+    paper_hash: str
+    chunks_present: int
+    chunks_expected: int
+    sources: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        return self.chunks_present == self.chunks_expected
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    path: str
+    collection: str
+    model: str | None
+    dimension: int | None
+    papers: int
+    chunks: int
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class ChunkMatch:
+    """One chunk returned by a vector query, with cosine similarity (1 = same direction)."""
+
+    chunk_id: str
+    paper_id: str
+    text: str
+    similarity: float
+    metadata: dict
+
+
+def _telemetry_off() -> None:
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+class ChromaStore:
+    """A persistent Chroma collection of chunks."""
+
+    def __init__(self, path: Path, collection: str, *, create: bool) -> None:
+        _telemetry_off()
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        self.path = path
+        self.collection_name = collection
+        if not create and not path.is_dir():
+            raise IndexStoreError(f"no index at {path}; run `rag ingest` first")
+        if path.exists() and not path.is_dir():
+            raise IndexStoreError(f"index path {path} is a file, not a folder; set index.path to a folder")
+        if path.is_dir() and any(path.iterdir()) and not (path / "chroma.sqlite3").exists():
+            raise IndexStoreError(
+                f"{path} is not a Chroma index (no chroma.sqlite3) and is not empty; choose another index.path"
+            )
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            self._client = chromadb.PersistentClient(
+                path=str(path), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+            )
+        except PermissionError:
+            raise IndexStoreError(f"cannot write the index at {path}: permission denied") from None
+        except Exception as exc:  # noqa: BLE001 - Chroma raises many types for a broken folder
+            raise IndexStoreError(f"cannot open the index at {path} ({_one_line(exc)})") from None
+        self._collection = None
+
+    # --- collection and its identity ---------------------------------------------------------
+
+    def collection_exists(self) -> bool:
+        return self.collection_name in {c.name for c in self._client.list_collections()}
+
+    def model_info(self) -> tuple[str | None, int | None]:
+        if not self.collection_exists():
+            return None, None
+        meta = self._client.get_collection(self.collection_name, embedding_function=None).metadata or {}
+        return meta.get("embedding_model"), meta.get("dimension")
+
+    def open_for(self, model_name: str, dimension: int | None, *, create: bool) -> None:
+        """Open the collection for a model; refuse if it was built with another one."""
+        built_model, built_dimension = self.model_info()
+        if built_model is not None and (
+            built_model != model_name or (dimension is not None and built_dimension != dimension)
+        ):
+            raise IndexStoreError(
+                f"the index at {self.path} was built with '{built_model}' ({built_dimension}-d) but the config asks "
+                f"for '{model_name}'{f' ({dimension}-d)' if dimension else ''}; run `rag ingest --rebuild` to "
+                f"re-embed with '{model_name}', or set embedding.model back to '{built_model}'"
+            )
+        if built_model is None:
+            if not create:
+                raise IndexStoreError(f"the index at {self.path} has no papers yet; run `rag ingest` first")
+            if dimension is None:
+                raise IndexStoreError("internal: creating a collection needs the embedding dimension")
+            self._collection = self._client.create_collection(
+                self.collection_name,
+                embedding_function=None,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={"embedding_model": model_name, "dimension": dimension, "index_format": INDEX_FORMAT},
+            )
+        else:
+            self._collection = self._client.get_collection(self.collection_name, embedding_function=None)
+
+    def drop(self) -> None:
+        if self.collection_exists():
+            self._client.delete_collection(self.collection_name)
+        self._collection = None
+
+    @property
+    def collection(self):  # -> chromadb Collection
+        if self._collection is None:
+            raise IndexStoreError("internal: the collection is not open")
+        return self._collection
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def indexed_papers(self) -> dict[str, IndexedPaper]:
+        """Every paper in the index with its content hash and how many of its chunks are present."""
+        present: dict[str, int] = {}
+        first: dict[str, dict] = {}
+        for metadata in self._iter_metadatas():
+            paper_id = metadata["paper_id"]
+            present[paper_id] = present.get(paper_id, 0) + 1
+            if paper_id not in first or metadata.get("chunk_index") == 0:
+                first[paper_id] = metadata
+        return {
+            paper_id: IndexedPaper(
+                paper_hash=str(first[paper_id].get("paper_hash", "")),
+                chunks_present=count,
+                chunks_expected=int(first[paper_id].get("n_chunks", -1)),
+                sources=tuple(str(first[paper_id].get("sources", "")).split(SOURCE_SEPARATOR)),
+            )
+            for paper_id, count in present.items()
+        }
+
+    def _iter_metadatas(self) -> Iterator[dict]:
+        offset = 0
+        while True:
+            page = self.collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
+            metadatas = page["metadatas"] or []
+            yield from metadatas
+            if len(metadatas) < _PAGE:
+                return
+            offset += _PAGE
+
+    def query(self, vector: np.ndarray, n_results: int, where: dict | None = None) -> list[ChunkMatch]:
+        result = self.collection.query(
+            query_embeddings=[vector.astype(np.float32)],
+            n_results=n_results,
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        ids, docs, metas, dists = (result[key][0] for key in ("ids", "documents", "metadatas", "distances"))
+        return [
+            ChunkMatch(chunk_id, meta["paper_id"], doc, 1.0 - float(dist), meta)
+            for chunk_id, doc, meta, dist in zip(ids, docs, metas, dists, strict=True)
+        ]
+
+    def stats(self) -> StoreStats:
+        model, dimension = self.model_info()
+        chunks = papers = 0
+        if model is not None:
+            collection = self._client.get_collection(self.collection_name, embedding_function=None)
+            chunks = collection.count()
+            papers = len(collection.get(where={"chunk_index": 0}, include=[])["ids"])
+        size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        return StoreStats(str(self.path), self.collection_name, model, dimension, papers, chunks, size)
+
+    # --- writing --------------------------------------------------------------------------------
+
+    def replace_papers(self, papers: Sequence[Paper], hashes: dict[str, str], chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Swap in new chunks for these papers: delete theirs, then add the new ones.
+
+        A kill between the two leaves the paper absent (never doubled); the next ingest sees it
+        missing and embeds it again.
+        """
+        paper_ids = [p.paper_id for p in papers]
+        if paper_ids:
+            self.collection.delete(where={"paper_id": {"$in": paper_ids}})
+        if not chunks:
+            return
+        by_id = {p.paper_id: p for p in papers}
+        counts: dict[str, int] = {}
+        for chunk in chunks:
+            counts[chunk.paper_id] = counts.get(chunk.paper_id, 0) + 1
+        metadatas = [
+            chunk_metadata(by_id[c.paper_id], c.index, counts[c.paper_id], hashes[c.paper_id]) for c in chunks
+        ]
+        self.collection.add(
+            ids=[c.chunk_id for c in chunks],
+            embeddings=vectors,
+            documents=[c.text for c in chunks],
+            metadatas=metadatas,
+        )
+
+    def delete_papers(self, paper_ids: Sequence[str]) -> None:
+        for start in range(0, len(paper_ids), 500):
+            self.collection.delete(where={"paper_id": {"$in": list(paper_ids[start : start + 500])}})
+
+    def update_sources(self, sources_by_paper: dict[str, list[str]], indexed: dict[str, IndexedPaper]) -> None:
+        ids: list[str] = []
+        metadatas: list[dict] = []
+        for paper_id, sources in sources_by_paper.items():
+            for i in range(indexed[paper_id].chunks_present):
+                ids.append(f"{paper_id}#{i}")
+                metadatas.append({"sources": SOURCE_SEPARATOR.join(sources)})
+        for start in range(0, len(ids), _PAGE):
+            self.collection.update(ids=ids[start : start + _PAGE], metadatas=metadatas[start : start + _PAGE])
+
+
+def chunk_metadata(paper: Paper, index: int, n_chunks: int, paper_hash: str) -> dict:
+    metadata: dict = {
+        "paper_id": paper.paper_id,
+        "title": paper.title,
+        "chunk_index": index,
+        "n_chunks": n_chunks,
+        "paper_hash": paper_hash,
+        "sources": SOURCE_SEPARATOR.join(paper.sources),
+    }
+    for name in ("authors", "date", "url", "categories"):
+        value = getattr(paper, name)
+        if value:
+            metadata[name] = value
+    for name, value in paper.extra.items():
+        metadata.setdefault(f"x_{name}", value[:500])
+    return metadata
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
