@@ -70,13 +70,18 @@ def _print_problem(problem: Problem) -> None:
     print(f"rag: skipped {problem}", file=sys.stderr)
 
 
+def _log_progress(done: int, total: int, chunks: int) -> None:
+    """Progress for logs and pipes, where a progress bar would be noise: one line per committed batch."""
+    print(f"rag: embedded {done}/{total} papers ({chunks} chunks)", file=sys.stderr, flush=True)
+
+
 def _cmd_ingest(library: Library, args: argparse.Namespace) -> int:
     report = library.ingest(
         args.paths or None,
         rebuild=args.rebuild,
         prune=args.prune,
         on_problem=_print_problem,
-        progress=not args.quiet and sys.stderr.isatty(),
+        progress=False if args.quiet else (True if sys.stderr.isatty() else _log_progress),
     )
     print(
         f"ingested {report.papers_seen} papers from {report.files_read} files: "

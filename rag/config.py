@@ -57,7 +57,9 @@ class ChunkingSettings(_Section):
     chunk_tokens: int = Field(
         160, ge=16, description="Target passage size in tiktoken (cl100k) tokens; shorter abstracts stay whole."
     )
-    overlap_tokens: int = Field(32, ge=0, description="Tokens of trailing sentences repeated at the next chunk's start.")
+    overlap_tokens: int = Field(
+        32, ge=0, description="Tokens of trailing sentences repeated at the next chunk's start."
+    )
     prepend_title: bool = Field(True, description="Embed 'title + passage' so every chunk carries its paper's topic.")
 
 
@@ -153,7 +155,9 @@ def _nest(dotted: Mapping[str, Any]) -> dict[str, Any]:
     return tree
 
 
-def _merge(into: dict[str, Any], layer: Mapping[str, Any], origin: str, origins: dict[str, str], prefix: str = "") -> None:
+def _merge(
+    into: dict[str, Any], layer: Mapping[str, Any], origin: str, origins: dict[str, str], prefix: str = ""
+) -> None:
     for key, value in layer.items():
         path = f"{prefix}{key}"
         if isinstance(value, Mapping) and isinstance(into.get(key), dict):

@@ -73,8 +73,13 @@ def ingest(
     *,
     prune: bool = False,
     report_problem: Callable[[Problem], None] | None = None,
-    progress: bool = True,
+    progress: bool | Callable[[int, int, int], None] = True,
 ) -> IngestReport:
+    """Bring the index up to date with `paths` (default: corpus.paths, else the built-in corpus).
+
+    `progress` is True for a progress bar, False for silence, or a callable receiving
+    (papers done, papers planned, chunks done) after each committed batch.
+    """
     started = time.perf_counter()
     paths = list(paths) if paths else default_paths(settings)
     report = IngestReport()
@@ -157,14 +162,14 @@ def _embed_planned(
     chunk_plan: ChunkPlan,
     batch_papers: int,
     report: IngestReport,
-    progress: bool,
+    progress: bool | Callable[[int, int, int], None],
 ) -> None:
     if not to_embed:
         return
     from tqdm import tqdm
 
     count_budget = tiktoken_counter()
-    bar = tqdm(total=len(to_embed), unit="paper", desc="embedding", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(to_embed), unit="paper", desc="embedding", disable=progress is not True, dynamic_ncols=True)
     try:
         for batch in _batches(_planned_papers(paths, plan, to_embed), batch_papers):
             chunks = [c for paper in batch for c in chunk_paper(paper, chunk_plan, count_budget, embedder.count_tokens)]
@@ -176,6 +181,8 @@ def _embed_planned(
             report.chunks_embedded += len(chunks)
             bar.update(len(batch))
             bar.set_postfix(chunks=report.chunks_embedded)
+            if callable(progress):
+                progress(report.papers_embedded, len(to_embed), report.chunks_embedded)
     finally:
         bar.close()
 
@@ -212,9 +219,9 @@ def _keep_unread_sources(plan: _Plan, indexed: dict[str, IndexedPaper], prune: b
         if entry is None:
             continue
         for source in entry.sources:
-            if source and source not in plan.files_read and source not in sources:
-                if not prune or Path(source).exists():
-                    sources.append(source)
+            unread = source and source not in plan.files_read and source not in sources
+            if unread and (not prune or Path(source).exists()):
+                sources.append(source)
 
 
 def _vanished(indexed: dict[str, IndexedPaper], plan: _Plan) -> tuple[set[str], dict[str, list[str]]]:
@@ -245,7 +252,9 @@ def _ingest_lock(index_path: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IndexStoreError(f"another ingest is writing the index at {index_path}; wait for it to finish") from None
+            raise IndexStoreError(
+                f"another ingest is writing the index at {index_path}; wait for it to finish"
+            ) from None
         yield
     finally:
         handle.close()

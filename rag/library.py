@@ -1,9 +1,9 @@
 """The library's front door: one object that the CLI, the UI and the eval harness all use.
 
-    from rag import Library
-    library = Library.from_config()          # configs/default.yaml (+ profile, env)
-    library.ingest()                          # the built-in corpus, incrementally
-    hits = library.search("dropping visual tokens in MLLMs")
+from rag import Library
+library = Library.from_config()          # configs/default.yaml (+ profile, env)
+library.ingest()                          # the built-in corpus, incrementally
+hits = library.search("dropping visual tokens in MLLMs")
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Library:
         rebuild: bool = False,
         prune: bool = False,
         on_problem: Callable[[Problem], None] | None = None,
-        progress: bool = True,
+        progress: bool | Callable[[int, int, int], None] = True,
     ) -> IngestReport:
         store = self.store(create=True)
         if rebuild:

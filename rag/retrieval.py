@@ -14,7 +14,7 @@ MAX_QUESTION_CHARS = 4000
 def check_question(question: str) -> str:
     text = " ".join(question.split())
     if not text:
-        raise RagError("the question is empty; ask something, e.g. rag search \"token pruning in MLLMs\"")
+        raise RagError('the question is empty; ask something, e.g. rag search "token pruning in MLLMs"')
     if len(text) > MAX_QUESTION_CHARS:
         raise RagError(f"the question is {len(text)} characters long; the limit is {MAX_QUESTION_CHARS}")
     return text

@@ -216,7 +216,9 @@ def parse_page_dump(lines: list[str], source: str) -> tuple[list[tuple[str, str,
                 )
             pending_title = (stripped, number)
     if pending_title is not None:
-        problems.append(Problem(f"{source}:{pending_title[1]}", f"title without an abstract: '{pending_title[0][:60]}'"))
+        problems.append(
+            Problem(f"{source}:{pending_title[1]}", f"title without an abstract: '{pending_title[0][:60]}'")
+        )
     return pairs, problems
 
 
@@ -263,12 +265,8 @@ def _read_csv(path: Path, report: Callable[[Problem], None]) -> Iterator[Record]
         columns = [c.strip().lower() for c in (reader.fieldnames or [])]
         missing = [name for name in ("title", "abstract") if not _has_field(columns, name)]
         if missing:
-            report(
-                Problem(
-                    str(path),
-                    f"no {' or '.join(repr(m) for m in missing)} column (columns: {', '.join(columns) or 'none'}); skipped",
-                )
-            )
+            wanted = " or ".join(repr(m) for m in missing)
+            report(Problem(str(path), f"no {wanted} column (columns: {', '.join(columns) or 'none'}); skipped"))
             return
         for row in reader:
             location = f"{path}:{reader.line_num}"
@@ -380,4 +378,3 @@ _ARXIV_ID = re.compile(r"^(\d{4}\.\d{4,5}|[a-z\-]+(\.[A-Z]{2})?/\d{7})(v\d+)?$")
 
 def _looks_like_arxiv_id(paper_id: str) -> bool:
     return bool(_ARXIV_ID.match(paper_id))
-

@@ -194,7 +194,9 @@ class ChromaStore:
 
     # --- writing --------------------------------------------------------------------------------
 
-    def replace_papers(self, papers: Sequence[Paper], hashes: dict[str, str], chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+    def replace_papers(
+        self, papers: Sequence[Paper], hashes: dict[str, str], chunks: Sequence[Chunk], vectors: np.ndarray
+    ) -> None:
         """Swap in new chunks for these papers: delete theirs, then add the new ones.
 
         A kill between the two leaves the paper absent (never doubled); the next ingest sees it
@@ -209,9 +211,7 @@ class ChromaStore:
         counts: dict[str, int] = {}
         for chunk in chunks:
             counts[chunk.paper_id] = counts.get(chunk.paper_id, 0) + 1
-        metadatas = [
-            chunk_metadata(by_id[c.paper_id], c.index, counts[c.paper_id], hashes[c.paper_id]) for c in chunks
-        ]
+        metadatas = [chunk_metadata(by_id[c.paper_id], c.index, counts[c.paper_id], hashes[c.paper_id]) for c in chunks]
         self.collection.add(
             ids=[c.chunk_id for c in chunks],
             embeddings=vectors,

@@ -1,0 +1,136 @@
+"""The `rag` command end to end, in subprocesses, with the real model and a real Chroma index."""
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rag.store import ChromaStore
+from tests.conftest import DYVTE_TITLE, REPO, make_library, run_cli, write_jsonl
+
+pytestmark = pytest.mark.slow
+
+
+def test_search_ranks_dyvte_first(seed_library):
+    result = run_cli(
+        "search",
+        "Is there work that drops all visual tokens partway through an MLLM?",
+        "--json",
+        index=seed_library.settings.index_path,
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["results"][0]["title"] == DYVTE_TITLE
+    assert len(payload["results"]) == 5 and payload["results"][0]["passage"]
+
+
+def test_search_text_output_and_stats(seed_library):
+    index = seed_library.settings.index_path
+    text = run_cli("search", "visual correspondence benchmark", "-k", "3", index=index)
+    assert text.returncode == 0 and text.stdout.startswith("1. ") and "\n3. " in text.stdout
+    stats = run_cli("stats", "--json", index=index)
+    assert json.loads(stats.stdout)["papers"] == 275
+
+
+def test_bad_inputs_each_get_one_line_and_good_files_are_ingested(tmp_path, seed_corpus):
+    good = write_jsonl(tmp_path / "good.jsonl", seed_corpus.papers[:2])
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    binary = tmp_path / "image.txt"
+    binary.write_bytes(bytes(range(256)) * 10)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(
+        json.dumps({"title": seed_corpus.papers[2].title, "abstract": seed_corpus.papers[2].abstract})
+        + '\n{"title": "cut off\n'
+    )
+    no_abstract = tmp_path / "no_abstract.csv"
+    no_abstract.write_text("title,body\nA,B\n")
+    missing = tmp_path / "missing.jsonl"
+    result = run_cli(
+        "ingest",
+        str(missing),
+        str(empty),
+        str(binary),
+        str(broken),
+        str(no_abstract),
+        str(good),
+        index=tmp_path / "idx",
+    )
+    assert result.returncode == 1, result.stderr
+    problems = [line for line in result.stderr.splitlines() if line.startswith("rag: skipped")]
+    assert len(problems) == 5, result.stderr
+    expected = [
+        f"{missing}: no such file or folder",
+        f"{empty}: empty file",
+        f"{binary}: binary file",
+        f"{broken}:2: not valid JSON",
+        f"{no_abstract}: no 'abstract' column",
+    ]
+    for fragment in expected:
+        assert any(fragment in line for line in problems), (fragment, problems)
+    assert "Traceback" not in result.stderr
+    assert "ingested 3 papers" in result.stdout
+    assert make_library(tmp_path / "idx").stats().papers == 3
+
+
+def test_errors_are_one_line_with_exit_2(tmp_path):
+    missing_index = run_cli("search", "anything", index=tmp_path / "none")
+    assert missing_index.returncode == 2
+    assert missing_index.stderr.strip().count("\n") == 0 and "rag ingest" in missing_index.stderr
+    empty_question = run_cli("search", "   ", index=tmp_path / "none")
+    assert empty_question.returncode == 2
+    bad_config = run_cli("stats", index=tmp_path, extra_env={"RAG_RETRIEVAL__KK": "3"})
+    assert bad_config.returncode == 2 and "retrieval.kk: unknown key" in bad_config.stderr
+    bad_profile = run_cli("stats", "--profile", "nope", index=tmp_path)
+    assert bad_profile.returncode == 2 and "unknown profile 'nope'" in bad_profile.stderr
+
+
+def _index_content(index):
+    store = ChromaStore(index, "papers", create=False)
+    store.open_for("all-MiniLM-L6-v2", None, create=False)
+    got = store.collection.get(include=["documents", "metadatas"])
+    return sorted(zip(got["ids"], got["documents"], (m["paper_hash"] for m in got["metadatas"]), strict=True))
+
+
+def test_sigkill_during_ingest_resumes_without_duplicates(tmp_path, embedder, seed_corpus):
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", seed_corpus.papers[:40])
+    clean = tmp_path / "clean"
+    make_library(clean, embedder, **{"index.batch_papers": 4}).ingest([corpus], progress=False)
+    expected = _index_content(clean)
+
+    index = tmp_path / "killed"
+    rng = random.Random(20261122)
+    env = {"RAG_INDEX__PATH": str(index), "RAG_INDEX__BATCH_PAPERS": "4", "PYTHONUNBUFFERED": "1"}
+    kills = 0
+    for _round in range(3):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rag.cli", "ingest", str(corpus)],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            cwd=REPO,
+            env={**{k: v for k, v in __import__("os").environ.items() if not k.startswith("RAG_")}, **env},
+        )
+        batches_before_kill = rng.randint(0, 3)
+        seen = 0
+        for line in process.stderr:
+            if line.startswith("rag: embedded"):
+                seen += 1
+                if seen > batches_before_kill:
+                    break
+        time.sleep(rng.uniform(0, 0.4))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait(timeout=60)
+    assert kills >= 2, "the ingests finished before they could be killed; the test proves nothing"
+
+    resumed = run_cli("ingest", str(corpus), index=index, extra_env={"RAG_INDEX__BATCH_PAPERS": "4"})
+    assert resumed.returncode == 0, resumed.stderr
+    assert _index_content(index) == expected
+    again = run_cli("ingest", str(corpus), index=index)
+    assert "0 embedded (0 chunks)" in again.stdout

@@ -1,0 +1,125 @@
+"""Ingest and search against a real Chroma index with the real MiniLM model."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rag.errors import IndexStoreError, RagError
+from tests.conftest import DYVTE_TITLE, make_library, write_jsonl
+
+pytestmark = pytest.mark.slow
+
+DYVTE_QUESTION = "Is there work that drops all visual tokens partway through an MLLM?"
+
+
+def test_unchanged_corpus_embeds_nothing(seed_library):
+    report = seed_library.ingest(progress=False)
+    assert (report.papers_embedded, report.chunks_embedded, report.papers_unchanged) == (0, 0, 275)
+
+
+def test_dyvte_ranks_first(seed_library):
+    hits = seed_library.search(DYVTE_QUESTION)
+    assert hits[0].title == DYVTE_TITLE
+    assert "visual tokens" in hits[0].passage or "DyVTE" in hits[0].passage
+
+
+def test_results_are_papers_each_once_with_sources(seed_library):
+    hits = seed_library.search("benchmark for multimodal large language models", k=10)
+    assert len(hits) == 10
+    assert len({h.paper_id for h in hits}) == 10
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert all(h.sources and Path(h.sources[0]).name.endswith(".txt") for h in hits)
+
+
+def test_repeated_paper_is_stored_once_with_all_sources(seed_library):
+    hit = seed_library.search(DYVTE_QUESTION, k=1)[0]
+    assert sorted(Path(s).name for s in hit.sources) == ["000_74cbff6dd2033f19.txt", "003_7208fcced9317935.txt"]
+
+
+def test_stats_count_papers_and_chunks(seed_library):
+    stats = seed_library.stats()
+    assert stats.papers == 275
+    assert 275 * 2 <= stats.chunks <= 275 * 4
+    assert stats.model == "all-MiniLM-L6-v2" and stats.dimension == 384 and stats.size_bytes > 0
+
+
+def test_every_chunk_stored_once_and_complete(seed_library):
+    store = seed_library.store()
+    indexed = store.indexed_papers()
+    assert len(indexed) == 275 and all(p.complete for p in indexed.values())
+    assert sum(p.chunks_present for p in indexed.values()) == store.collection.count()
+
+
+@pytest.fixture
+def small_corpus(tmp_path, seed_corpus):
+    return write_jsonl(tmp_path / "small.jsonl", seed_corpus.papers[:6])
+
+
+def test_changed_abstract_is_reembedded_alone(tmp_path, embedder, seed_corpus, small_corpus):
+    library = make_library(tmp_path / "idx", embedder)
+    assert library.ingest([small_corpus], progress=False).papers_embedded == 6
+    papers = seed_corpus.papers[:6]
+    edited = [
+        *papers[:2],
+        type(papers[2])(**{**papers[2].__dict__, "abstract": "A brand new abstract about protein folding."}),
+        *papers[3:],
+    ]
+    write_jsonl(small_corpus, edited)
+    report = library.ingest([small_corpus], progress=False)
+    assert (report.papers_embedded, report.papers_unchanged) == (1, 5)
+    assert library.search("protein folding", k=1)[0].title == papers[2].title
+    assert library.stats().papers == 6
+
+
+def test_prune_removes_papers_whose_source_is_gone(tmp_path, embedder, seed_corpus):
+    first = write_jsonl(tmp_path / "first.jsonl", seed_corpus.papers[:3])
+    second = write_jsonl(tmp_path / "second.jsonl", seed_corpus.papers[3:5])
+    library = make_library(tmp_path / "idx", embedder)
+    library.ingest([first, second], progress=False)
+    second.unlink()
+    kept = library.ingest([first], progress=False)
+    assert kept.papers_missing == 2 and library.stats().papers == 5  # not pruned without --prune
+    pruned = library.ingest([first], prune=True, progress=False)
+    assert pruned.papers_pruned == 2 and library.stats().papers == 3
+
+
+def test_paper_found_in_a_second_file_gains_a_source_without_reembedding(tmp_path, embedder, seed_corpus):
+    first = write_jsonl(tmp_path / "first.jsonl", seed_corpus.papers[:2])
+    library = make_library(tmp_path / "idx", embedder)
+    library.ingest([first], progress=False)
+    again = write_jsonl(tmp_path / "again.jsonl", seed_corpus.papers[1:2])
+    report = library.ingest([again], progress=False)
+    assert (report.papers_embedded, report.sources_updated) == (0, 1)
+    hit = library.search(seed_corpus.papers[1].title, k=1)[0]
+    assert sorted(Path(s).name for s in hit.sources) == ["again.jsonl", "first.jsonl"]
+
+
+def test_other_model_is_refused_naming_both_and_rebuild_works(tmp_path, embedder, small_corpus):
+    library = make_library(tmp_path / "idx", embedder)
+    library.ingest([small_corpus], progress=False)
+    other_model = tmp_path / "my-minilm-copy"
+    from rag.embedding import resolve_model_path
+
+    shutil.copytree(resolve_model_path("all-MiniLM-L6-v2"), other_model)
+    other = make_library(tmp_path / "idx", **{"embedding.model": str(other_model)})
+    with pytest.raises(IndexStoreError) as err:
+        other.search("anything")
+    message = str(err.value)
+    assert "'all-MiniLM-L6-v2'" in message and str(other_model) in message and "--rebuild" in message
+    assert "\n" not in message
+    with pytest.raises(IndexStoreError, match="--rebuild"):
+        other.ingest([small_corpus], progress=False)
+    assert other.ingest([small_corpus], rebuild=True, progress=False).papers_embedded == 6
+    assert other.stats().model == str(other_model)
+
+
+def test_folder_that_is_not_an_index_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("my notes")
+    with pytest.raises(IndexStoreError, match="not a Chroma index"):
+        make_library(tmp_path).stats()
+
+
+def test_missing_index_says_to_ingest(tmp_path):
+    with pytest.raises(RagError, match="rag ingest"):
+        make_library(tmp_path / "nothing-here").search("anything")
