@@ -69,3 +69,10 @@ def test_broken_yaml_names_file_and_line(tmp_path):
 def test_overrides_win(tmp_path):
     settings = load_settings(config_dir=tmp_path, env={}, overrides={"index.path": "/x/y", "retrieval.k": 9})
     assert settings.index.path == "/x/y" and settings.retrieval.k == 9
+
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+def test_every_shipped_profile_loads(profile):
+    settings = load_settings(profile, env={})
+    if profile == "test":
+        assert settings.index.batch_papers == 8
