@@ -84,7 +84,7 @@ def _cmd_ingest(library: Library, args: argparse.Namespace) -> int:
         progress=False if args.quiet else (True if sys.stderr.isatty() else _log_progress),
     )
     print(
-        f"ingested {report.papers_seen} papers from {report.files_read} files: "
+        f"read {report.records_read} records ({report.papers_seen} papers) from {report.files_read} files: "
         f"{report.papers_embedded} embedded ({report.chunks_embedded} chunks), "
         f"{report.papers_unchanged} unchanged, {report.sources_updated} with updated sources, "
         f"{report.papers_pruned} pruned in {report.seconds:.1f}s"

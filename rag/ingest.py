@@ -49,6 +49,7 @@ class _Plan:
     hashes: dict[str, str] = field(default_factory=dict)
     sources: dict[str, list[str]] = field(default_factory=dict)
     files_read: set[str] = field(default_factory=set)
+    records: int = 0
 
 
 def default_paths(settings: Settings) -> list[Path]:
@@ -104,7 +105,7 @@ def ingest(
         _keep_unread_sources(plan, indexed, prune)
         report.files_read = len(plan.files_read)
         report.papers_seen = len(plan.hashes)
-        report.records_read = sum(len(s) for s in plan.sources.values())
+        report.records_read = plan.records
 
         to_embed = {
             pid
@@ -138,6 +139,7 @@ def ingest(
 def _plan(paths: list[Path], fingerprint: str, problem: Callable[[Problem], None]) -> _Plan:
     plan = _Plan()
     for record in iter_records(paths, problem, plan.files_read.add):
+        plan.records += 1
         paper = record.paper
         digest = paper_hash(paper, fingerprint)
         known = plan.hashes.get(paper.paper_id)

@@ -76,7 +76,8 @@ class ChromaStore:
             raise IndexStoreError(f"no index at {path}; run `rag ingest` first")
         if path.exists() and not path.is_dir():
             raise IndexStoreError(f"index path {path} is a file, not a folder; set index.path to a folder")
-        if path.is_dir() and any(path.iterdir()) and not (path / "chroma.sqlite3").exists():
+        visible = [p for p in path.iterdir() if not p.name.startswith(".")] if path.is_dir() else []
+        if visible and not (path / "chroma.sqlite3").exists():
             raise IndexStoreError(
                 f"{path} is not a Chroma index (no chroma.sqlite3) and is not empty; choose another index.path"
             )

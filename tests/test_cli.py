@@ -73,7 +73,7 @@ def test_bad_inputs_each_get_one_line_and_good_files_are_ingested(tmp_path, seed
     for fragment in expected:
         assert any(fragment in line for line in problems), (fragment, problems)
     assert "Traceback" not in result.stderr
-    assert "ingested 3 papers" in result.stdout
+    assert "read 3 records (3 papers)" in result.stdout
     assert make_library(tmp_path / "idx").stats().papers == 3
 
 
