@@ -21,7 +21,7 @@ from rag.chunking import ChunkPlan, chunk_paper, tiktoken_counter
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import IndexStoreError
-from rag.sources import builtin_corpus_paths, iter_records
+from rag.sources import add_sources, builtin_corpus_paths, duplicate_problem, iter_records
 from rag.store import ChromaStore, IndexedPaper
 from rag.types import Paper, Problem
 
@@ -147,11 +147,9 @@ def _plan(paths: list[Path], fingerprint: str, problem: Callable[[Problem], None
             plan.hashes[paper.paper_id] = digest
             plan.sources[paper.paper_id] = list(paper.sources)
             continue
-        for source in paper.sources:
-            if source not in plan.sources[paper.paper_id]:
-                plan.sources[paper.paper_id].append(source)
+        add_sources(plan.sources[paper.paper_id], paper.sources)
         if known != digest:
-            problem(Problem(record.location, f"duplicate id '{paper.paper_id}' with different text; kept the first"))
+            problem(duplicate_problem(record))
     return plan
 
 

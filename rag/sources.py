@@ -89,11 +89,17 @@ def merge_into(by_id: dict[str, Paper], record: Record, report: Callable[[Proble
     if known is None:
         by_id[paper.paper_id] = paper
         return
-    for source in paper.sources:
-        if source not in known.sources:
-            known.sources.append(source)
+    add_sources(known.sources, paper.sources)
     if (known.title, known.abstract) != (paper.title, paper.abstract):
-        report(Problem(record.location, f"duplicate id '{paper.paper_id}' with different text; kept the first"))
+        report(duplicate_problem(record))
+
+
+def add_sources(into: list[str], sources: Iterable[str]) -> None:
+    into.extend(s for s in sources if s not in into)
+
+
+def duplicate_problem(record: Record) -> Problem:
+    return Problem(record.location, f"duplicate id '{record.paper.paper_id}' with different text; kept the first")
 
 
 def iter_records(

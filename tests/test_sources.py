@@ -186,3 +186,15 @@ def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def test_duplicate_id_with_different_text_keeps_first_and_reports(tmp_path):
+    rows = [
+        json.dumps({"id": "p1", "title": "First", "abstract": ABSTRACT}),
+        json.dumps({"id": "p1", "title": "Other", "abstract": ABSTRACT}),
+    ]
+    corpus = load_corpus([_write(tmp_path / "dup.jsonl", "\n".join(rows))])
+    assert [p.title for p in corpus.papers] == ["First"]
+    assert [str(p) for p in corpus.problems] == [
+        f"{tmp_path / 'dup.jsonl'}:2: duplicate id 'p1' with different text; kept the first"
+    ]
