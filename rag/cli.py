@@ -1,4 +1,6 @@
-"""Presentation stage, terminal: `rag ingest | search | stats`. A thin client of `rag.Library`.
+"""Presentation stage, terminal: `rag ingest | search | stats | ask | chat | models`.
+
+A thin client of `rag.Library` and `rag.answering.Assistant`.
 
 Exit codes: 0 done; 1 done, but some inputs were skipped (each reported on stderr); 2 nothing
 done (bad arguments, bad config, no index, wrong model, ...).
@@ -28,8 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
     try:
-        overrides = {"index.path": str(args.index)} if args.index else None
-        library = Library.from_config(args.profile, overrides=overrides)
+        overrides: dict[str, object] = {"index.path": str(args.index)} if args.index else {}
+        if getattr(args, "extractive", False):
+            overrides["answer.mode"] = "extractive"
+        if getattr(args, "model", None):
+            overrides["llm.model"] = args.model
+        library = Library.from_config(args.profile, overrides=overrides or None)
         return args.handler(library, args)
     except RagError as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
@@ -59,6 +65,22 @@ def _build_parser() -> argparse.ArgumentParser:
     search.add_argument("-k", type=int, default=None, help="number of papers (default: retrieval.k)")
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.set_defaults(handler=_cmd_search)
+
+    answering = argparse.ArgumentParser(add_help=False)
+    answering.add_argument("--extractive", action="store_true", help="no LLM: answer with the best evidence sentences")
+    answering.add_argument("--model", help="LLM model (overrides llm.model): packaged name, .gguf path or API model")
+
+    ask = commands.add_parser("ask", parents=[common, answering], help="answer a question, citing the papers")
+    ask.add_argument("question")
+    ask.add_argument("--json", action="store_true", help="print one JSON object (no streaming)")
+    ask.set_defaults(handler=_cmd_ask)
+
+    chat = commands.add_parser("chat", parents=[common, answering], help="a terminal chat that remembers the thread")
+    chat.set_defaults(handler=_cmd_chat)
+
+    models = commands.add_parser("models", parents=[common], help="list packaged local models; --prepare joins one")
+    models.add_argument("--prepare", metavar="NAME", help="join and verify a packaged model now")
+    models.set_defaults(handler=_cmd_models)
 
     stats = commands.add_parser("stats", parents=[common], help="what the index holds")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
@@ -153,6 +175,143 @@ def _cmd_stats(library: Library, args: argparse.Namespace) -> int:
     print(f"papers:    {stats.papers}")
     print(f"chunks:    {stats.chunks}")
     print(f"size:      {stats.size_bytes / 1e6:.1f} MB")
+    return EXIT_OK
+
+
+# --- answering ------------------------------------------------------------------------------------
+
+
+def _assistant(library: Library):  # -> Assistant
+    from rag.answering import Assistant
+    from rag.llm import load_chat_model
+
+    chat_model = None
+    if library.settings.answer.mode == "generate":
+        chat_model = load_chat_model(library.settings.llm, progress=lambda msg: print(f"rag: {msg}", file=sys.stderr))
+    return Assistant(library, chat_model)
+
+
+def _cmd_ask(library: Library, args: argparse.Namespace) -> int:
+    assistant = _assistant(library)
+    library.retriever()  # a missing index or wrong model is reported before any model loads
+    if args.json:
+        answer = assistant.ask(args.question)
+        print(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
+    else:
+        answer = _stream_answer(assistant, args.question, [])
+    if answer.error:
+        print(f"rag: error: {answer.error}", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def _cmd_chat(library: Library, args: argparse.Namespace) -> int:
+    assistant = _assistant(library)
+    library.retriever()
+    history: list = []
+    print("Ask about the indexed papers. Follow-ups may refer to earlier answers. /reset starts over, /quit ends.")
+    while True:
+        try:
+            question = input("\nyou> ").strip()
+        except EOFError:
+            print()
+            return EXIT_OK
+        if not question:
+            continue
+        if question in {"/quit", "/exit", "/q"}:
+            return EXIT_OK
+        if question == "/reset":
+            history.clear()
+            print("(history cleared)")
+            continue
+        try:
+            answer = _stream_answer(assistant, question, history)
+        except RagError as exc:
+            print(f"rag: error: {exc}", file=sys.stderr)
+            continue
+        if answer.error:
+            print(f"rag: error: {answer.error}", file=sys.stderr)
+        history.append(answer)
+
+
+def _stream_answer(assistant, question: str, history: list):  # -> Answer
+    """Stream tokens to a terminal; print the checked answer when it differs from what streamed."""
+    from rag.types import Answer
+
+    live = sys.stdout.isatty()
+    streamed: list[str] = []
+    answer = None
+    for item in assistant.stream(question, history):
+        if isinstance(item, Answer):
+            answer = item
+        elif live:
+            streamed.append(item)
+            print(item, end="", flush=True)
+    assert answer is not None
+    if live and streamed:
+        print()
+        if "".join(streamed).strip() != answer.answer.strip():
+            print("\n— checked answer —")
+            print(textwrap.fill(answer.answer, width=100))
+    else:
+        print(textwrap.fill(answer.answer, width=100))
+    _print_references(answer)
+    return answer
+
+
+def _print_references(answer) -> None:
+    if answer.refused:
+        if answer.sources:
+            print("\nNearest papers (they do not answer it):")
+            for rank, hit in enumerate(answer.sources, start=1):
+                print(f"  {rank}. {hit.title}  [{hit.score:.3f}]" + (f"  {hit.url}" if hit.url else ""))
+        return
+    if answer.citations:
+        print("\nReferences:")
+        by_paper = {hit.paper_id: hit for hit in answer.sources}
+        for citation in answer.citations:
+            hit = by_paper.get(citation.paper_id)
+            files = ", ".join(Path(s).name for s in hit.sources) if hit else ""
+            link = f"  {citation.url}" if citation.url else ""
+            mark = "" if citation.supported else "  (not verified)"
+            print(f"  [{citation.n}] {citation.title}{mark}")
+            if files or link:
+                print(f"      {files}{link}")
+    unsupported = [s.text for s in answer.sentences if not s.supported]
+    if unsupported:
+        print(f"\nnote: {len(unsupported)} sentence(s) could not be verified against the cited abstracts:")
+        for text in unsupported:
+            print(f"  - {textwrap.shorten(text, 160)}")
+    if answer.mode == "fallback":
+        print("\nnote: the generated answer was replaced by the best evidence sentences (extractive)")
+    timings = answer.timings
+    print(
+        f"\n({answer.model}; first token {timings['first_token_ms'] / 1000:.1f}s, "
+        f"total {timings['total_ms'] / 1000:.1f}s)",
+        file=sys.stderr,
+    )
+
+
+def _cmd_models(library: Library, args: argparse.Namespace) -> int:
+    from rag.models import PACKAGED_MODELS, ensure_joined, locate_parts
+
+    model_dir = Path(library.settings.llm.model_dir).expanduser()
+    if args.prepare:
+        if args.prepare not in PACKAGED_MODELS:
+            raise RagError(f"unknown packaged model '{args.prepare}' (known: {', '.join(PACKAGED_MODELS)})")
+        path = ensure_joined(PACKAGED_MODELS[args.prepare], model_dir, progress=lambda m: print(f"rag: {m}"))
+        print(f"ready: {path}")
+        return EXIT_OK
+    configured = library.settings.llm.model
+    for name, model in PACKAGED_MODELS.items():
+        try:
+            locate_parts(model)
+            state = "joined" if (model_dir / f"{name}.gguf").is_file() else "installed"
+        except RagError:
+            state = "not installed"
+        star = "*" if name == configured else " "
+        print(f"{star} {name:40s} {state:14s} {model.description}")
+    print(f"\nllm.backend={library.settings.llm.backend}, llm.model={configured}; joined files live in {model_dir}")
     return EXIT_OK
 
 

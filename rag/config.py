@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -68,12 +68,64 @@ class RetrievalSettings(_Section):
     candidates: int = Field(40, ge=1, description="Chunks fetched from the vector store before grouping into papers.")
 
 
+class LLMSettings(_Section):
+    backend: Literal["llamacpp", "openai", "none"] = Field(
+        "llamacpp", description="'llamacpp' (local GGUF), 'openai' (any OpenAI-compatible endpoint) or 'none'."
+    )
+    model: str = Field(
+        "qwen2.5-coder-1.5b-instruct-q4_k_m",
+        description="llamacpp: a packaged model name (see `rag models`) or a .gguf path; openai: the model name.",
+    )
+    model_dir: str = Field(
+        "~/.cache/paper-rag/models", description="Where packaged models are joined and verified once."
+    )
+    chat_format: str | None = Field(
+        "chatml", description="llama.cpp chat format; None reads the template from the GGUF file."
+    )
+    n_ctx: int = Field(4096, ge=512, description="llama.cpp context window in tokens.")
+    n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; None means all cores.")
+    temperature: float = Field(0.1, ge=0, le=2, description="Sampling temperature; low stays near the evidence.")
+    max_tokens: int = Field(200, ge=16, description="Most tokens generated for one answer.")
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: the endpoint, up to and including /v1.")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="openai: the environment variable holding the API key (never logged or stored)."
+    )
+    timeout_s: float = Field(60.0, gt=0, description="openai: seconds to wait for the server before giving up.")
+
+
+class AnswerSettings(_Section):
+    mode: Literal["generate", "extractive"] = Field(
+        "generate", description="'generate' writes an answer with the LLM; 'extractive' quotes evidence, no LLM."
+    )
+    papers: int = Field(3, ge=1, description="Top papers whose sentences may become evidence.")
+    evidence_tokens: int = Field(
+        320, ge=32, description="Evidence budget in tiktoken tokens, shared by the numbered papers."
+    )
+    sentences_per_paper: int = Field(3, ge=1, description="Most evidence sentences taken from one paper.")
+    min_score: float = Field(
+        0.35, ge=-1, le=1, description="Refuse when the best paper's similarity is below this (calibrated on golden)."
+    )
+    support_threshold: float = Field(
+        0.55, ge=0, le=1, description="An answer sentence is supported when it is this close to a cited sentence."
+    )
+    min_grounded: float = Field(
+        0.5, ge=0, le=1, description="A generated answer less grounded than this is replaced by the extractive one."
+    )
+    extractive_sentences: int = Field(3, ge=1, description="Sentences in an extractive answer.")
+    condense: Literal["llm", "concat"] = Field(
+        "concat", description="Follow-ups: 'llm' rewrites them with the model; 'concat' appends the last question."
+    )
+    history_turns: int = Field(3, ge=0, description="Earlier turns a follow-up may draw on.")
+
+
 class Settings(_Section):
     corpus: CorpusSettings = Field(default_factory=CorpusSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
 
     @property
     def index_path(self) -> Path:

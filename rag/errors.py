@@ -11,3 +11,7 @@ class ConfigError(RagError):
 
 class IndexStoreError(RagError):
     """The index cannot be opened or written as asked."""
+
+
+class LLMError(RagError):
+    """The model could not answer: missing, failed its checksum, unreachable, timed out, or refused."""

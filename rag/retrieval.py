@@ -51,8 +51,11 @@ class Retriever:
 
     def search(self, question: str, k: int | None = None, where: dict | None = None) -> list[PaperHit]:
         question = check_question(question)
+        return self.search_vector(self._embedder.embed([question])[0], k=k, where=where)
+
+    def search_vector(self, vector, k: int | None = None, where: dict | None = None) -> list[PaperHit]:
+        """Search with a question already embedded (callers that embed several texts in one batch)."""
         k = k or self._settings.k
-        vector = self._embedder.embed([question])[0]
         n_results = max(self._settings.candidates, k * 4)
         matches = self._store.query(vector, n_results=n_results, where=where)
         return group_by_paper(matches, k)

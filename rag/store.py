@@ -183,6 +183,16 @@ class ChromaStore:
             for chunk_id, doc, meta, dist in zip(ids, docs, metas, dists, strict=True)
         ]
 
+    def passages_of(self, paper_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Every chunk text of the given papers, in chunk order: the whole abstract, overlaps included."""
+        if not paper_ids:
+            return {}
+        page = self.collection.get(where={"paper_id": {"$in": list(paper_ids)}}, include=["documents", "metadatas"])
+        ordered: dict[str, list[tuple[int, str]]] = {pid: [] for pid in paper_ids}
+        for doc, meta in zip(page["documents"] or [], page["metadatas"] or [], strict=True):
+            ordered.setdefault(meta["paper_id"], []).append((int(meta["chunk_index"]), doc))
+        return {pid: [text for _, text in sorted(items)] for pid, items in ordered.items()}
+
     def stats(self) -> StoreStats:
         model, dimension = self.model_info()
         chunks = papers = 0

@@ -64,3 +64,102 @@ class PaperHit:
     sources: list[str]
     url: str | None = None
     date: str | None = None
+
+
+@dataclass
+class Source:
+    """One paper given to the model as numbered evidence: `[n] title — sentences`."""
+
+    n: int
+    paper_id: str
+    title: str
+    score: float
+    sentences: list[str]
+    url: str | None = None
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def passage(self) -> str:
+        return " ".join(self.sentences)
+
+
+@dataclass
+class Citation:
+    """A `[n]` marker in an answer, resolved to its paper and checked against the evidence."""
+
+    n: int
+    paper_id: str
+    title: str
+    url: str | None
+    supporting_passage: str
+    supported: bool
+
+
+@dataclass
+class AnswerSentence:
+    """One sentence of an answer and what verification found for it."""
+
+    text: str
+    cited: list[int]
+    supported: bool
+    support: float  # best similarity to a cited evidence sentence; 0 when it cites nothing
+
+
+@dataclass
+class Turn:
+    """One exchange of a chat: what was asked, what was answered, and which papers it cited."""
+
+    question: str
+    answer: str
+    paper_ids: list[str] = field(default_factory=list)
+    standalone_question: str = ""
+
+
+@dataclass
+class Answer:
+    """What `Assistant.ask` returns; `to_json()` is the `rag ask --json` schema."""
+
+    question: str
+    standalone_question: str
+    answer: str
+    refused: bool
+    grounded: float
+    citations: list[Citation]
+    sources: list[PaperHit]
+    model: str
+    timings: dict[str, float]
+    mode: str = "generate"  # "generate" | "extractive" | "fallback" | "refusal"
+    sentences: list[AnswerSentence] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # removed markers, fallbacks
+    error: str | None = None  # the LLM backend's one-line error when it failed and the answer fell back
+    evidence: list[Source] = field(default_factory=list)
+
+    def as_turn(self) -> Turn:
+        return Turn(self.question, self.answer, [c.paper_id for c in self.citations], self.standalone_question)
+
+    def to_json(self) -> dict:
+        return {
+            "question": self.question,
+            "standalone_question": self.standalone_question,
+            "answer": self.answer,
+            "refused": self.refused,
+            "grounded": round(self.grounded, 3),
+            "citations": [
+                {
+                    "n": c.n,
+                    "paper_id": c.paper_id,
+                    "title": c.title,
+                    "url": c.url,
+                    "supporting_passage": c.supporting_passage,
+                    "supported": c.supported,
+                }
+                for c in self.citations
+            ],
+            "sources": [{"paper_id": h.paper_id, "title": h.title, "score": h.score} for h in self.sources],
+            "model": self.model,
+            "timings": {key: round(value, 1) for key, value in self.timings.items()},
+            "mode": self.mode,
+            "unsupported_sentences": [s.text for s in self.sentences if s.cited and not s.supported],
+            "notes": self.notes,
+            "error": self.error,
+        }

@@ -1,0 +1,154 @@
+"""Evidence selection: from the top papers, the few sentences that best match the question.
+
+Short evidence instead of whole abstracts keeps a CPU model's prompt (and so its first token)
+small and gives a small model less to get wrong. Sentences are scored by embedding similarity to
+the question plus a little lexical overlap (exact terms such as model names and numbers matter
+more in papers than in general text), packed under a tiktoken budget, and numbered by paper.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.chunking import TokenCounter, split_sentences
+from rag.types import PaperHit, Source
+
+LEXICAL_WEIGHT = 0.25
+PAPER_WEIGHT = 0.5  # a sentence of the best-matching paper outranks an equally close one of a weaker paper
+
+_WORD = re.compile(r"[a-z0-9][a-z0-9\-\.]*[a-z0-9]|[a-z0-9]")
+_STOPWORD_TEXT = """
+a about above after again all also am an and any are as at be because been before being below between both
+but by can could did do does doing down during each few for from further had has have having he her here hers
+how i if in into is it its itself just me more most my no nor not now of off on once only or other our ours out
+over own same she should so some such than that the their theirs them then there these they this those through
+to too under until up very was we were what when where which while who whom why will with would you your yours
+paper papers work works study studies approach method methods model models propose proposed show shows using
+use used new based results result existing there any whether"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased words that carry meaning (no stopwords), the unit of lexical overlap."""
+    return {w for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
+
+
+def lexical_overlap(query: str, sentence: str) -> float:
+    """Share of the query's content words that the sentence contains (0..1)."""
+    wanted = content_words(query)
+    if not wanted:
+        return 0.0
+    return len(wanted & content_words(sentence)) / len(wanted)
+
+
+def abstract_sentences(passages: Sequence[str]) -> list[str]:
+    """The abstract's sentences in order, once each, from its (overlapping) chunks."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for passage in passages:
+        for sentence in split_sentences(passage):
+            key = " ".join(sentence.split())
+            if key not in seen:
+                seen.add(key)
+                out.append(key)
+    return out
+
+
+@dataclass(frozen=True)
+class ScoredSentence:
+    paper_index: int  # position of its paper among the hits
+    position: int  # position inside the abstract
+    text: str
+    score: float
+
+
+def score_sentences(
+    question: str,
+    question_vector: np.ndarray,
+    sentences_by_paper: Sequence[Sequence[str]],
+    embed: Callable[[Sequence[str]], np.ndarray],
+    paper_scores: Sequence[float] | None = None,
+) -> list[ScoredSentence]:
+    paper_scores = paper_scores or [0.0] * len(sentences_by_paper)
+    flat = [(p, i, s) for p, sentences in enumerate(sentences_by_paper) for i, s in enumerate(sentences)]
+    if not flat:
+        return []
+    vectors = embed([s for _, _, s in flat])
+    dense = vectors @ question_vector
+    return [
+        ScoredSentence(
+            p, i, s, float(d) + LEXICAL_WEIGHT * lexical_overlap(question, s) + PAPER_WEIGHT * paper_scores[p]
+        )
+        for (p, i, s), d in zip(flat, dense, strict=True)
+    ]
+
+
+def pack_evidence(
+    hits: Sequence[PaperHit],
+    scored: Sequence[ScoredSentence],
+    *,
+    budget_tokens: int,
+    per_paper: int,
+    count_tokens: TokenCounter,
+) -> list[Source]:
+    """Take the best sentences under the budget (each paper's best first), then number the papers.
+
+    Each paper's best sentence is considered before any paper's second, so the top papers all get
+    a voice before one paper takes the whole budget. Within a paper the sentences keep abstract
+    order so the excerpt reads naturally.
+    """
+    by_paper: dict[int, list[ScoredSentence]] = {}
+    for s in sorted(scored, key=lambda s: s.score, reverse=True):
+        by_paper.setdefault(s.paper_index, []).append(s)
+    rounds = [
+        s for r in range(per_paper) for s in sorted(
+            (ranked[r] for ranked in by_paper.values() if len(ranked) > r), key=lambda s: s.score, reverse=True
+        )
+    ]
+    costs = count_tokens([s.text for s in rounds]) if rounds else []
+    chosen: dict[int, list[ScoredSentence]] = {}
+    used = 0
+    for sentence, cost in zip(rounds, costs, strict=True):
+        if used + cost > budget_tokens and chosen:
+            continue
+        chosen.setdefault(sentence.paper_index, []).append(sentence)
+        used += cost
+    sources: list[Source] = []
+    for paper_index in sorted(chosen, key=lambda p: max(s.score for s in chosen[p]), reverse=True):
+        hit = hits[paper_index]
+        picked = sorted(chosen[paper_index], key=lambda s: s.position)
+        sources.append(
+            Source(
+                n=len(sources) + 1,
+                paper_id=hit.paper_id,
+                title=hit.title,
+                score=hit.score,
+                sentences=[s.text for s in picked],
+                url=hit.url,
+                sources=list(hit.sources),
+            )
+        )
+    return sources
+
+
+def extractive_answer(
+    sources: Sequence[Source], scored_best: Sequence[tuple[int, str, float]], max_sentences: int
+) -> str:
+    """The best evidence sentences, each with its `[n]`: the floor a generated answer must beat.
+
+    `scored_best` is (source n, sentence, score), best first. Sentences much weaker than the best
+    are left out rather than padding the answer with loosely related text.
+    """
+    if not scored_best:
+        return ""
+    top = scored_best[0][2]
+    picked = [(n, text) for n, text, score in scored_best if score >= top - 0.15][:max_sentences]
+    return " ".join(f"{_strip_end(text)} [{n}]." for n, text in picked)
+
+
+def _strip_end(sentence: str) -> str:
+    return sentence.rstrip().rstrip(".")

@@ -1,0 +1,86 @@
+"""The OpenAI-compatible backend's failure modes against real sockets, and its stream parsing."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import threading
+
+import pytest
+
+from rag.config import LLMSettings
+from rag.errors import LLMError
+from rag.llm import OpenAICompatibleModel, parse_sse_line
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def test_sse_lines():
+    chunk = {"choices": [{"delta": {"content": "Hello"}}]}
+    assert parse_sse_line("data: " + json.dumps(chunk)) == "Hello"
+    assert parse_sse_line(": keep-alive") is None
+    assert parse_sse_line("data: {\"choices\": [{\"delta\": {}}]}") is None
+    assert parse_sse_line("data: [DONE]") is not None and not isinstance(parse_sse_line("data: [DONE]"), str)
+    with pytest.raises(LLMError, match="overloaded"):
+        parse_sse_line('data: {"error": {"message": "overloaded"}}')
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_endpoint_is_one_line():
+    model = OpenAICompatibleModel(LLMSettings(backend="openai", base_url=f"http://127.0.0.1:{_free_port()}/v1"))
+    with pytest.raises(LLMError, match="cannot reach the LLM endpoint") as caught:
+        list(model.stream(MESSAGES, max_tokens=8, temperature=0))
+    assert "\n" not in str(caught.value)
+
+
+def test_silent_server_times_out():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    port = listener.getsockname()[1]
+    model = OpenAICompatibleModel(
+        LLMSettings(backend="openai", base_url=f"http://127.0.0.1:{port}/v1", timeout_s=0.5)
+    )
+    try:
+        with pytest.raises(LLMError, match=r"did not answer within 0.5s"):
+            list(model.stream(MESSAGES, max_tokens=8, temperature=0))
+    finally:
+        listener.close()
+
+
+class _Unauthorized(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        self.server.seen_auth = self.headers.get("Authorization")  # type: ignore[attr-defined]
+        body = json.dumps({"error": {"message": "Invalid API key provided"}}).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_http_error_shows_the_servers_reason_but_never_the_key(monkeypatch):
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Unauthorized)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("TEST_RAG_KEY", "sk-secret-123")
+    settings = LLMSettings(
+        backend="openai", base_url=f"http://127.0.0.1:{server.server_port}/v1", api_key_env="TEST_RAG_KEY"
+    )
+    try:
+        with pytest.raises(LLMError, match="HTTP 401: Invalid API key provided") as caught:
+            list(OpenAICompatibleModel(settings).stream(MESSAGES, max_tokens=8, temperature=0))
+    finally:
+        server.shutdown()
+    assert server.seen_auth == "Bearer sk-secret-123"
+    assert "sk-secret" not in str(caught.value)
