@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine:
-#   make run   - virtual env, CPU torch, the project; ingest the built-in corpus; ask a sample question
+#   make run   - virtual env, CPU torch, llama.cpp, the local model; ingest the built-in corpus; open the chat
 #   make test  - the same set-up plus test tools; lint, then the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,19 +15,24 @@ export OMP_WAIT_POLICY := PASSIVE
 setup: $(VENV)/.installed
 
 # torch goes in first and pinned: left to choose, pip pulls a CUDA build of several GB.
+# llama-cpp-python goes in second, built portable: a default (native) build segfaults on AMX CPUs,
+# and anything depending on it would otherwise trigger that build. pip caches the wheel (first
+# build: 5-10 minutes on 2 cores).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" $(BIN)/pip install --quiet llama-cpp-python==0.3.36
+	$(BIN)/pip install --quiet -e '.[local,test]'
+	$(BIN)/rag models --prepare qwen2.5-coder-1.5b-instruct-q4_k_m
 	touch $@
 
 run: setup
 	$(BIN)/rag ingest
-	$(BIN)/rag search "$(QUESTION)"
+	$(BIN)/rag chat
 
 lint: setup
-	$(BIN)/ruff check rag tests bench
+	$(BIN)/ruff check rag eval tests bench
 
 test: setup lint
 	$(BIN)/python -m pytest

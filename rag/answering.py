@@ -12,7 +12,6 @@ extractive answer when the generated one cannot be verified or the model fails.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,55 +20,15 @@ from typing import Any
 import numpy as np
 
 from rag.chunking import tiktoken_counter
-from rag.citations import parse_answer, render_answer, verify_sentences
+from rag.citations import EvidenceSupport, parse_answer, render_answer, verify_sentences
 from rag.config import Settings
-from rag.evidence import abstract_sentences, extractive_answer, lexical_overlap, pack_evidence, score_sentences
+from rag.conversation import HistoryItem, concat_standalone, is_follow_up, to_turns
+from rag.evidence import abstract_sentences, evidence_strength, extractive_answer, pack_evidence, score_sentences
 from rag.library import Library
 from rag.llm import ChatModel, LLMError, load_chat_model
 from rag.prompts import DECLINE_PHRASES, NOT_COVERED, answer_messages, condense_messages
 from rag.retrieval import check_question
 from rag.types import Answer, AnswerSentence, Citation, PaperHit, Source, Turn
-
-HistoryItem = Turn | Answer | tuple[str, str] | Mapping[str, Any]
-
-_FOLLOW_UP = re.compile(
-    r"\b(it|its|it's|they|them|their|theirs|this|that|these|those|he|she|his|her|"
-    r"the (paper|papers|model|models|method|approach|benchmark|dataset|authors|work|study|system|framework))\b"
-    r"|^(and|also|what about|how about)\b",
-    re.I,
-)
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-
-
-def is_follow_up(question: str) -> bool:
-    """Whether a question leans on the previous turn ('its model', 'that paper', 'what about ...')."""
-    return bool(_FOLLOW_UP.search(question))
-
-
-def to_turns(history: Sequence[HistoryItem]) -> list[Turn]:
-    turns = []
-    for item in history:
-        if isinstance(item, Turn):
-            turns.append(item)
-        elif isinstance(item, Answer):
-            turns.append(item.as_turn())
-        elif isinstance(item, Mapping):
-            turns.append(Turn(str(item.get("question", "")), str(item.get("answer", ""))))
-        else:
-            question, answer = item
-            turns.append(Turn(str(question), str(answer)))
-    return turns
-
-
-def concat_standalone(question: str, previous: Turn) -> str:
-    earlier = previous.standalone_question or previous.question
-    return f"{question} (follow-up to: {earlier})"
-
-
-def unsupported_numbers(sentence: str, evidence: str) -> bool:
-    """A number in the sentence that the evidence never states: the classic small-model invention."""
-    stated = set(_NUMBER.findall(evidence))
-    return any(n not in stated for n in _NUMBER.findall(sentence) if not re.fullmatch(r"[1-9]", n))
 
 
 def declined(text: str) -> bool:
@@ -88,6 +47,7 @@ class _Prepared:
     ranked_evidence: list[tuple[int, str, float]]  # (source n, sentence, score), best first
     started: float
     retrieve_ms: float
+    strength: float  # evidence_strength(): below answer.min_score the question is refused
 
 
 class Assistant:
@@ -98,6 +58,17 @@ class Assistant:
         self.settings: Settings = library.settings
         self.chat_model = chat_model
         self._count_tokens = tiktoken_counter()
+        self._sentence_vectors: dict[str, np.ndarray] = {}  # abstracts' sentences recur across questions
+
+    def _embed_cached(self, texts: Sequence[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._sentence_vectors))
+        if missing:
+            if len(self._sentence_vectors) > 50_000:
+                self._sentence_vectors.clear()
+            self._sentence_vectors.update(zip(missing, self.library.embedder.embed(missing), strict=True))
+        if not texts:
+            return np.zeros((0, self.library.embedder.dimension), dtype=np.float32)
+        return np.stack([self._sentence_vectors[t] for t in texts])
 
     @classmethod
     def from_config(
@@ -108,6 +79,14 @@ class Assistant:
         if library.settings.answer.mode == "generate":
             chat_model = load_chat_model(library.settings.llm)
         return cls(library, chat_model)
+
+    def warm_up(self) -> None:
+        """Load the embedder, the index and the LLM now, so the first question's timings are its own."""
+        self.library.retriever()
+        self.library.embedder.embed(["warm-up"])
+        load = getattr(self.chat_model, "load", None)
+        if load is not None and self.settings.answer.mode == "generate":
+            load()
 
     @property
     def model_name(self) -> str:
@@ -130,7 +109,7 @@ class Assistant:
         answer that fails verification is replaced by the extractive one. Show the final text.
         """
         prepared = self._prepare(question, to_turns(history))
-        if prepared.hits and prepared.hits[0].score >= self.settings.answer.min_score and prepared.sources:
+        if prepared.strength >= self.settings.answer.min_score and prepared.sources:
             if self.chat_model is None or self.settings.answer.mode == "extractive":
                 answer = self._extractive(prepared, mode="extractive")
                 yield answer.answer
@@ -138,7 +117,9 @@ class Assistant:
                 return
             yield from self._generate(prepared)
             return
-        answer = self._refusal(prepared, "retrieval: best paper scored below answer.min_score")
+        threshold = self.settings.answer.min_score
+        reason = f"weak evidence: strength {prepared.strength:.3f} < answer.min_score {threshold}"
+        answer = self._refusal(prepared, reason)
         yield answer.answer
         yield answer
 
@@ -160,17 +141,20 @@ class Assistant:
             hits = kept + [h for h in hits if h.paper_id not in earlier]
         top = hits[: self.settings.answer.papers]
         passages = self.library.store().passages_of([h.paper_id for h in top])
+        strength = evidence_strength(question, top, passages)
+        if strength < self.settings.answer.min_score:  # a refusal needs no evidence
+            retrieve_ms = (time.perf_counter() - started) * 1000
+            return _Prepared(question, standalone, hits, [], [], started, retrieve_ms, strength)
         sentences = [abstract_sentences(passages.get(h.paper_id, [h.passage])) for h in top]
         # Evidence is scored against the question as asked: for a follow-up ("its accuracy?") the
         # new part is what the sentences must match; the earlier turn already chose the papers.
-        scored = score_sentences(
-            question, vectors[-1], sentences, self.library.embedder.embed, [h.score for h in top]
-        )
+        scored = score_sentences(question, vectors[-1], sentences, self._embed_cached, [h.score for h in top])
         sources = pack_evidence(
             top,
             scored,
             budget_tokens=self.settings.answer.evidence_tokens,
             per_paper=self.settings.answer.sentences_per_paper,
+            top_paper=self.settings.answer.top_paper_sentences,
             count_tokens=self._count_tokens,
         )
         n_by_paper = {s.paper_id: s.n for s in sources}
@@ -185,7 +169,7 @@ class Assistant:
             reverse=True,
         )
         retrieve_ms = (time.perf_counter() - started) * 1000
-        return _Prepared(question, standalone, hits, sources, ranked, started, retrieve_ms)
+        return _Prepared(question, standalone, hits, sources, ranked, started, retrieve_ms, strength)
 
     def _condense(self, question: str, turns: list[Turn]) -> str:
         if self.settings.answer.condense == "llm" and self.chat_model is not None:
@@ -223,7 +207,7 @@ class Assistant:
 
     def _check(self, prepared: _Prepared, text: str, first_token_ms: float) -> Answer:
         parsed = parse_answer(text)
-        support = _EvidenceSupport(self.library.embedder.embed)
+        support = EvidenceSupport(self._embed_cached)
         verification = verify_sentences(parsed, prepared.sources, support, self.settings.answer.support_threshold)
         supported = [s for s in verification.sentences if s.supported]
         if declined(text) and not supported:
@@ -305,7 +289,7 @@ class Assistant:
         )
 
     def _citations(
-        self, sentences: Sequence[AnswerSentence], sources: Sequence[Source], support: _EvidenceSupport
+        self, sentences: Sequence[AnswerSentence], sources: Sequence[Source], support: EvidenceSupport
     ) -> list[Citation]:
         by_n = {s.n: s for s in sources}
         out: dict[int, Citation] = {}
@@ -331,33 +315,3 @@ class Assistant:
         }
 
 
-class _EvidenceSupport:
-    """How well each source's evidence supports each answer sentence: the best of embedding similarity
-    to one evidence sentence and lexical coverage of the sentence's words, zeroed when the sentence
-    states a number the source never does."""
-
-    def __init__(self, embed) -> None:
-        self._embed = embed
-        self._best: dict[tuple[int, int], str] = {}
-
-    def __call__(self, sentences: Sequence[str], sources: Sequence[Source]) -> list[list[float]]:
-        evidence = [(j, text) for j, source in enumerate(sources) for text in source.sentences]
-        vectors = self._embed(list(sentences) + [text for _, text in evidence])
-        answer_vectors, evidence_vectors = vectors[: len(sentences)], vectors[len(sentences) :]
-        similarity = answer_vectors @ evidence_vectors.T if len(evidence) else np.zeros((len(sentences), 0))
-        scores: list[list[float]] = []
-        for i, sentence in enumerate(sentences):
-            row = []
-            for j, source in enumerate(sources):
-                columns = [c for c, (owner, _) in enumerate(evidence) if owner == j]
-                best_c = max(columns, key=lambda c: similarity[i, c])
-                self._best[(i, j)] = evidence[best_c][1]
-                dense = float(similarity[i, best_c])
-                lexical = lexical_overlap(sentence, source.passage)
-                score = 0.0 if unsupported_numbers(sentence, source.passage) else max(dense, lexical)
-                row.append(score)
-            scores.append(row)
-        return scores
-
-    def best_sentence(self, i: int, j: int) -> str:
-        return self._best.get((i, j), "")

@@ -14,8 +14,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from rag.chunking import split_sentences
-from rag.evidence import lexical_overlap
+from rag.evidence import content_words, lexical_overlap
 from rag.types import AnswerSentence, Source
 
 # [1]  [1, 2]  [1;2]  [1-3]  [1–3]  also "[Source 1]" / "[Paper 2]" that small models like to write
@@ -119,6 +121,49 @@ def render_answer(sentences: Sequence[AnswerSentence]) -> str:
     return " ".join(parts)
 
 
-def lexical_support(sentence: str, evidence: Sequence[str]) -> float:
-    """Share of the sentence's content words found in the evidence (0..1)."""
-    return lexical_overlap(sentence, " ".join(evidence))
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:\s?%|[kKmMbBxX×](?![a-zA-Z]))?")
+
+
+def unsupported_numbers(sentence: str, evidence: str) -> bool:
+    """A number in the sentence that the evidence never states: the classic small-model invention."""
+    stated = {_plain_number(n) for n in _NUMBER.findall(evidence)}
+    return any(
+        _plain_number(n) not in stated for n in _NUMBER.findall(sentence) if not re.fullmatch(r"[1-9]", n)
+    )
+
+
+def _plain_number(text: str) -> str:
+    return text.replace(" ", "").replace(",", "").lower().replace("×", "x")
+
+
+class EvidenceSupport:
+    """How well each source's evidence supports each answer sentence: the best of embedding similarity
+    to one evidence sentence and lexical coverage of the sentence's words, zeroed when the sentence
+    states a number the source never does."""
+
+    def __init__(self, embed: Callable[[Sequence[str]], np.ndarray]) -> None:
+        self._embed = embed
+        self._best: dict[tuple[int, int], str] = {}
+
+    def __call__(self, sentences: Sequence[str], sources: Sequence[Source]) -> list[list[float]]:
+        evidence = [(j, text) for j, source in enumerate(sources) for text in source.sentences]
+        vectors = self._embed(list(sentences) + [text for _, text in evidence])
+        answer_vectors, evidence_vectors = vectors[: len(sentences)], vectors[len(sentences) :]
+        similarity = answer_vectors @ evidence_vectors.T if len(evidence) else np.zeros((len(sentences), 0))
+        scores: list[list[float]] = []
+        for i, sentence in enumerate(sentences):
+            row = []
+            for j, source in enumerate(sources):
+                columns = [c for c, (owner, _) in enumerate(evidence) if owner == j]
+                best_c = max(columns, key=lambda c: similarity[i, c])
+                self._best[(i, j)] = evidence[best_c][1]
+                dense = float(similarity[i, best_c])
+                lexical = lexical_overlap(sentence, source.passage)
+                invented = unsupported_numbers(sentence, source.passage)
+                score = 0.0 if invented or len(content_words(sentence)) < 2 else max(dense, lexical)
+                row.append(score)
+            scores.append(row)
+        return scores
+
+    def best_sentence(self, i: int, j: int) -> str:
+        return self._best.get((i, j), "")

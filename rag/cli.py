@@ -9,6 +9,7 @@ done (bad arguments, bad config, no index, wrong model, ...).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import textwrap
@@ -194,6 +195,7 @@ def _assistant(library: Library):  # -> Assistant
 def _cmd_ask(library: Library, args: argparse.Namespace) -> int:
     assistant = _assistant(library)
     library.retriever()  # a missing index or wrong model is reported before any model loads
+    _warm_up(assistant)
     if args.json:
         answer = assistant.ask(args.question)
         print(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
@@ -208,6 +210,7 @@ def _cmd_ask(library: Library, args: argparse.Namespace) -> int:
 def _cmd_chat(library: Library, args: argparse.Namespace) -> int:
     assistant = _assistant(library)
     library.retriever()
+    _warm_up(assistant)
     history: list = []
     print("Ask about the indexed papers. Follow-ups may refer to earlier answers. /reset starts over, /quit ends.")
     while True:
@@ -232,6 +235,14 @@ def _cmd_chat(library: Library, args: argparse.Namespace) -> int:
         if answer.error:
             print(f"rag: error: {answer.error}", file=sys.stderr)
         history.append(answer)
+
+
+def _warm_up(assistant) -> None:
+    """Load models before timing; a model that cannot load is reported later, with the retrieved papers."""
+    from rag.errors import LLMError
+
+    with contextlib.suppress(LLMError):
+        assistant.warm_up()
 
 
 def _stream_answer(assistant, question: str, history: list):  # -> Answer
@@ -277,6 +288,12 @@ def _print_references(answer) -> None:
             print(f"  [{citation.n}] {citation.title}{mark}")
             if files or link:
                 print(f"      {files}{link}")
+    cited_ids = {c.paper_id for c in answer.citations}
+    others = [hit for hit in answer.sources if hit.paper_id not in cited_ids]
+    if others:
+        print("\nAlso retrieved:")
+        for hit in others:
+            print(f"  - {hit.title}  [{hit.score:.3f}]" + (f"  {hit.url}" if hit.url else ""))
     unsupported = [s.text for s in answer.sentences if not s.supported]
     if unsupported:
         print(f"\nnote: {len(unsupported)} sentence(s) could not be verified against the cited abstracts:")

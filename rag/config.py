@@ -101,9 +101,16 @@ class AnswerSettings(_Section):
     evidence_tokens: int = Field(
         320, ge=32, description="Evidence budget in tiktoken tokens, shared by the numbered papers."
     )
-    sentences_per_paper: int = Field(3, ge=1, description="Most evidence sentences taken from one paper.")
+    sentences_per_paper: int = Field(2, ge=1, description="Most evidence sentences taken from one paper.")
+    top_paper_sentences: int = Field(
+        5, ge=1, description="Most evidence sentences from the best-ranked paper, usually the one that answers."
+    )
     min_score: float = Field(
-        0.35, ge=-1, le=1, description="Refuse when the best paper's similarity is below this (calibrated on golden)."
+        0.33,
+        ge=-1,
+        le=2,
+        description="Refuse below this evidence strength: best paper similarity + 0.2 x share of the question's "
+        "words a top paper states (calibrated on eval/golden).",
     )
     support_threshold: float = Field(
         0.55, ge=0, le=1, description="An answer sentence is supported when it is this close to a cited sentence."

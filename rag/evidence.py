@@ -9,7 +9,7 @@ more in papers than in general text), packed under a tiktoken budget, and number
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +19,12 @@ from rag.types import PaperHit, Source
 
 LEXICAL_WEIGHT = 0.25
 PAPER_WEIGHT = 0.5  # a sentence of the best-matching paper outranks an equally close one of a weaker paper
+CONTRIBUTION_BONUS = 0.05  # "we propose X", "X achieves 51%": the sentences that answer "is there work ..."
+_CONTRIBUTION = re.compile(
+    r"\b(we (propose|present|introduce|develop|design|construct|build)|this (paper|work) (proposes|presents|introduces)"
+    r"|achieves?|outperforms?|improves?|reduces?|surpass(es)?)\b",
+    re.I,
+)
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9\-\.]*[a-z0-9]|[a-z0-9]")
 _STOPWORD_TEXT = """
@@ -32,9 +38,20 @@ use used new based results result existing there any whether"""
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
+def stem(word: str) -> str:
+    """A crude suffix strip so 'parameters'/'parameter' and 'tuned'/'tune' meet; good enough for overlap."""
+    if not word.isalpha() or word.endswith("ss"):
+        return word
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
+
+
 def content_words(text: str) -> set[str]:
-    """Lower-cased words that carry meaning (no stopwords), the unit of lexical overlap."""
-    return {w for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
+    """Lower-cased, crudely stemmed words that carry meaning (no stopwords): the unit of lexical overlap."""
+    return {stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
 
 
 def lexical_overlap(query: str, sentence: str) -> float:
@@ -81,7 +98,13 @@ def score_sentences(
     dense = vectors @ question_vector
     return [
         ScoredSentence(
-            p, i, s, float(d) + LEXICAL_WEIGHT * lexical_overlap(question, s) + PAPER_WEIGHT * paper_scores[p]
+            p,
+            i,
+            s,
+            float(d)
+            + LEXICAL_WEIGHT * lexical_overlap(question, s)
+            + PAPER_WEIGHT * paper_scores[p]
+            + (CONTRIBUTION_BONUS if _CONTRIBUTION.search(s) else 0.0),
         )
         for (p, i, s), d in zip(flat, dense, strict=True)
     ]
@@ -94,19 +117,31 @@ def pack_evidence(
     budget_tokens: int,
     per_paper: int,
     count_tokens: TokenCounter,
+    top_paper: int | None = None,
 ) -> list[Source]:
-    """Take the best sentences under the budget (each paper's best first), then number the papers.
+    """Take the best sentences under the budget (each paper's best first), then number the papers in rank order.
 
     Each paper's best sentence is considered before any paper's second, so the top papers all get
-    a voice before one paper takes the whole budget. Within a paper the sentences keep abstract
-    order so the excerpt reads naturally.
+    a voice before one paper takes the whole budget. The best-ranked paper may give more sentences
+    (`top_paper`): it is usually the answer, and its decisive sentence is not always the one most
+    similar to the question. Within a paper the sentences keep abstract order so the excerpt reads
+    naturally.
     """
+    top_paper = top_paper or per_paper
+
+    def cap(paper_index: int) -> int:
+        return top_paper if paper_index == 0 else per_paper
+
     by_paper: dict[int, list[ScoredSentence]] = {}
     for s in sorted(scored, key=lambda s: s.score, reverse=True):
         by_paper.setdefault(s.paper_index, []).append(s)
     rounds = [
-        s for r in range(per_paper) for s in sorted(
-            (ranked[r] for ranked in by_paper.values() if len(ranked) > r), key=lambda s: s.score, reverse=True
+        s
+        for r in range(max(per_paper, top_paper))
+        for s in sorted(
+            (ranked[r] for p, ranked in by_paper.items() if len(ranked) > r and r < cap(p)),
+            key=lambda s: s.score,
+            reverse=True,
         )
     ]
     costs = count_tokens([s.text for s in rounds]) if rounds else []
@@ -118,7 +153,7 @@ def pack_evidence(
         chosen.setdefault(sentence.paper_index, []).append(sentence)
         used += cost
     sources: list[Source] = []
-    for paper_index in sorted(chosen, key=lambda p: max(s.score for s in chosen[p]), reverse=True):
+    for paper_index in sorted(chosen):  # numbered in retrieval rank
         hit = hits[paper_index]
         picked = sorted(chosen[paper_index], key=lambda s: s.position)
         sources.append(
@@ -152,3 +187,17 @@ def extractive_answer(
 
 def _strip_end(sentence: str) -> str:
     return sentence.rstrip().rstrip(".")
+
+
+STRENGTH_LEXICAL_WEIGHT = 0.2
+
+
+def evidence_strength(question: str, hits: Sequence[PaperHit], passages: Mapping[str, Sequence[str]]) -> float:
+    """How well the index covers a question: the best paper's similarity, plus a little for the share of the
+    question's words that a top paper states (names like 'NExT-GPT' are strong evidence MiniLM underrates)."""
+    if not hits:
+        return 0.0
+    coverage = max(
+        lexical_overlap(question, " ".join([hit.title, *passages.get(hit.paper_id, [hit.passage])])) for hit in hits
+    )
+    return hits[0].score + STRENGTH_LEXICAL_WEIGHT * coverage

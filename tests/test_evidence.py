@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.answering import declined, is_follow_up, unsupported_numbers
+from rag.answering import declined
 from rag.chunking import tiktoken_counter
+from rag.citations import unsupported_numbers
+from rag.conversation import is_follow_up
 from rag.evidence import (
     ScoredSentence,
     abstract_sentences,
@@ -73,3 +75,10 @@ def test_declines_are_recognised():
     assert declined("The indexed abstracts do not cover this.")
     assert declined("The provided excerpts do not contain information about protein folding.")
     assert not declined("DyVTE removes all visual tokens after some layers [1].")
+
+
+def test_top_paper_may_give_more_sentences():
+    hits = [_hit(0, 0.7), _hit(1, 0.6)]
+    scored = [ScoredSentence(p, i, f"Paper {p} sentence {i}.", 1.0 - i / 10 - p / 100) for p in (0, 1) for i in range(6)]
+    sources = pack_evidence(hits, scored, budget_tokens=1000, per_paper=2, top_paper=4, count_tokens=tiktoken_counter())
+    assert [len(s.sentences) for s in sources] == [4, 2]

@@ -1,0 +1,301 @@
+"""The answer chain against real parts: the built-in corpus in Chroma, MiniLM, and for the generated
+answers the embedded llama.cpp model (the default profile) and a real OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rag.answering import Assistant
+from rag.config import load_settings
+from rag.library import Library
+from rag.llm import load_chat_model
+from rag.types import Answer
+from tests.conftest import DYVTE_TITLE, REPO, run_cli
+
+pytestmark = pytest.mark.slow
+
+DYVTE_QUESTION = "Is there work that drops all visual tokens partway through an MLLM?"
+MATCHING_QUESTION = "Is there a benchmark for matching objects across images for MLLMs?"
+FOLLOW_UP = "What accuracy does its model reach?"
+MMVM_TITLE = "Are They the Same? Exploring Visual Correspondence Shortcomings of Multimodal LLMs"
+PROTEIN_QUESTION = "How do proteins fold into their three-dimensional structure?"
+
+
+def _assistant(seed_library, **overrides) -> Assistant:
+    settings = load_settings(
+        overrides={"index.path": str(seed_library.settings.index_path), **overrides}, env={}
+    )
+    library = Library(settings)
+    library._embedder = seed_library.embedder
+    chat_model = load_chat_model(settings.llm) if settings.answer.mode == "generate" else None
+    return Assistant(library, chat_model)
+
+
+def _check_citations(answer: Answer) -> None:
+    source_ids = {s.paper_id for s in answer.sources}
+    assert answer.citations, answer.answer
+    assert {c.paper_id for c in answer.citations} <= source_ids
+    for citation in answer.citations:
+        assert f"[{citation.n}]" in answer.answer
+        assert citation.supporting_passage
+
+
+# --- extractive mode: no LLM ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def extractive(seed_library):
+    return _assistant(seed_library, **{"answer.mode": "extractive"})
+
+
+def test_extractive_answer_cites_dyvte(extractive):
+    answer = extractive.ask(DYVTE_QUESTION)
+    assert not answer.refused and answer.mode == "extractive"
+    assert answer.citations[0].title == DYVTE_TITLE
+    _check_citations(answer)
+    assert answer.grounded == 1.0
+
+
+def test_out_of_scope_question_is_refused_without_claims(extractive):
+    answer = extractive.ask(PROTEIN_QUESTION)
+    assert answer.refused and answer.citations == []
+    assert answer.answer.startswith("The indexed abstracts do not cover this.")
+    assert answer.sources  # the nearest papers are still listed
+
+
+def test_extractive_follow_up_stays_on_the_same_paper(extractive):
+    first = extractive.ask(MATCHING_QUESTION)
+    assert first.citations[0].title == MMVM_TITLE
+    second = extractive.ask(FOLLOW_UP, history=[first])
+    assert second.standalone_question != FOLLOW_UP
+    assert second.citations[0].title == MMVM_TITLE
+    assert "51.06" in second.answer
+
+
+def test_history_as_plain_pairs_is_accepted(extractive):
+    answer = extractive.ask(FOLLOW_UP, history=[(MATCHING_QUESTION, "MMVM is such a benchmark.")])
+    assert answer.citations[0].title == MMVM_TITLE
+
+
+def test_stream_yields_text_then_the_answer(extractive):
+    items = list(extractive.stream(DYVTE_QUESTION))
+    assert isinstance(items[-1], Answer) and all(isinstance(i, str) for i in items[:-1])
+    assert "".join(items[:-1]) == items[-1].answer
+
+
+# --- the embedded local model via llama.cpp --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_model(seed_library):
+    return _assistant(seed_library)
+
+
+def test_local_model_answer_cites_dyvte(local_model):
+    answer = local_model.ask(DYVTE_QUESTION)
+    assert not answer.refused
+    assert DYVTE_TITLE in [c.title for c in answer.citations], answer.to_json()
+    _check_citations(answer)
+    assert answer.model.startswith("llamacpp:qwen2.5-coder-1.5b")
+
+
+def test_local_model_refuses_out_of_scope(local_model):
+    answer = local_model.ask(PROTEIN_QUESTION)
+    assert answer.refused and answer.citations == []
+
+
+def test_local_model_two_turn_chat(local_model):
+    first = local_model.ask(MATCHING_QUESTION)
+    assert MMVM_TITLE in [c.title for c in first.citations], first.to_json()
+    second = local_model.ask(FOLLOW_UP, history=[first])
+    assert [c.title for c in second.citations] == [MMVM_TITLE], second.to_json()
+    assert "51.06" in second.answer
+
+
+def test_local_model_streams_tokens(local_model):
+    items = list(local_model.stream(MATCHING_QUESTION))
+    assert isinstance(items[-1], Answer)
+    assert len(items) > 3  # tokens arrive one by one, not as one block
+
+
+def test_cli_ask_json_schema(seed_library):
+    result = run_cli("ask", DYVTE_QUESTION, "--json", index=seed_library.settings.index_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    expected = {"question", "standalone_question", "answer", "refused", "grounded", "citations", "sources", "model",
+                "timings"}
+    assert expected <= set(answer)
+    assert set(answer["timings"]) >= {"retrieve_ms", "first_token_ms", "total_ms"}
+    assert DYVTE_TITLE in [c["title"] for c in answer["citations"]]
+    assert {c["paper_id"] for c in answer["citations"]} <= {s["paper_id"] for s in answer["sources"]}
+    for citation in answer["citations"]:
+        assert set(citation) == {"n", "paper_id", "title", "url", "supporting_passage", "supported"}
+
+
+def test_cli_missing_model_file_still_prints_papers(seed_library, tmp_path):
+    missing = tmp_path / "absent.gguf"
+    result = run_cli("ask", DYVTE_QUESTION, "--model", str(missing), index=seed_library.settings.index_path)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("rag: error:")]
+    assert len(errors) == 1 and "model file not found" in errors[0] and str(missing) in errors[0]
+    assert DYVTE_TITLE in result.stdout  # the retrieved papers are still shown
+
+
+def test_cli_unreachable_endpoint_still_prints_papers(seed_library):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = run_cli(
+        "ask", DYVTE_QUESTION, "--profile", "hosted", index=seed_library.settings.index_path,
+        extra_env={"RAG_LLM__BASE_URL": f"http://127.0.0.1:{port}/v1"},
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("rag: error:")]
+    assert len(errors) == 1 and "cannot reach the LLM endpoint" in errors[0]
+    assert DYVTE_TITLE in result.stdout
+
+
+def test_cli_chat_two_turns(seed_library):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update({"RAG_INDEX__PATH": str(seed_library.settings.index_path), "RAG_ANSWER__MODE": "extractive"})
+    result = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "chat"],
+        input=f"{MATCHING_QUESTION}\n{FOLLOW_UP}\n/quit\n",
+        capture_output=True, text=True, env=env, timeout=300, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(MMVM_TITLE) >= 2
+    assert "51.06" in result.stdout
+
+
+# --- a real OpenAI-compatible server: llama-cpp-python's, on 127.0.0.1 ------------------------------
+
+
+@pytest.fixture(scope="module")
+def openai_server(tmp_path_factory):
+    from rag.models import PACKAGED_MODELS, ensure_joined
+
+    gguf = ensure_joined(PACKAGED_MODELS["qwen2.5-coder-0.5b-instruct"], load_settings(env={}).llm.model_dir)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "qwen-0.5b",
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--chat_format", "chatml"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"llama_cpp.server exited with {server.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail("llama_cpp.server did not start listening")
+    yield f"http://127.0.0.1:{port}/v1"
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+
+
+def test_openai_backend_streams_from_a_real_server(seed_library, openai_server, monkeypatch):
+    monkeypatch.setenv("TEST_OPENAI_KEY", "not-a-real-key")
+    assistant = _assistant(
+        seed_library,
+        **{"llm.backend": "openai", "llm.base_url": openai_server, "llm.model": "qwen-0.5b",
+           "llm.api_key_env": "TEST_OPENAI_KEY", "llm.timeout_s": 120},
+    )
+    items = list(assistant.stream(MATCHING_QUESTION))
+    answer = items[-1]
+    assert isinstance(answer, Answer) and answer.error is None, answer.notes
+    assert len(items) > 3  # streamed token by token over server-sent events
+    assert answer.model == "openai:qwen-0.5b"
+    assert not answer.refused
+    _check_citations(answer)
+    assert MMVM_TITLE in [c.title for c in answer.citations]
+
+
+# --- the chain's decisions, with a scripted model (real index and embedder) --------------------------
+
+
+class _Scripted:
+    """A chat model that replies with fixed text: for checking what the chain does with a reply."""
+
+    name = "scripted"
+
+    def __init__(self, reply: str | Exception) -> None:
+        self.reply = reply
+        self.calls = 0
+
+    def stream(self, messages, *, max_tokens, temperature):
+        self.calls += 1
+        if isinstance(self.reply, Exception):
+            raise self.reply
+        words = self.reply.split(" ")
+        yield from (w if i == 0 else f" {w}" for i, w in enumerate(words))
+
+
+def _scripted(seed_library, reply) -> Assistant:
+    assistant = _assistant(seed_library, **{"llm.backend": "none"})
+    assistant.chat_model = _Scripted(reply)
+    return assistant
+
+
+def test_wrong_citation_number_is_corrected(seed_library):
+    # [2] is not DyVTE; the sentence is DyVTE's own words, so the system moves the citation.
+    reply = "Based on these generalized observations, the authors propose dynamic visual-token exit (DyVTE) [2]."
+    assistant = _scripted(seed_library, reply)
+    answer = assistant.ask(DYVTE_QUESTION)
+    assert answer.mode == "generate"
+    assert [c.title for c in answer.citations] == [DYVTE_TITLE]
+    assert any("corrected citations" in note for note in answer.notes)
+
+
+def test_invented_number_is_not_supported_and_falls_back(seed_library):
+    reply = "CoLVA reaches 97.5% accuracy on MMVM [1]."
+    assistant = _scripted(seed_library, reply)
+    answer = assistant.ask(MATCHING_QUESTION)
+    assert answer.mode == "fallback" and "97.5" not in answer.answer
+    assert answer.grounded == 1.0 and answer.citations
+
+
+def test_marker_naming_no_source_is_removed(seed_library):
+    reply = "The MMVM benchmark evaluates visual matching of over 30 different MLLMs [1][9]."
+    assistant = _scripted(seed_library, reply)
+    answer = assistant.ask(MATCHING_QUESTION)
+    assert "[9]" not in answer.answer and any("[9]" in n for n in answer.notes)
+    assert [c.n for c in answer.citations] == [1]
+
+
+def test_model_decline_becomes_a_refusal(seed_library):
+    reply = "The indexed abstracts do not cover this."
+    assistant = _scripted(seed_library, reply)
+    answer = assistant.ask(MATCHING_QUESTION)
+    assert answer.refused and answer.citations == [] and answer.sources
+
+
+def test_backend_error_falls_back_to_extractive_with_the_error(seed_library):
+    from rag.errors import LLMError
+
+    assistant = _scripted(seed_library, LLMError("cannot reach the LLM endpoint http://x (is the server running?)"))
+    answer = assistant.ask(MATCHING_QUESTION)
+    assert answer.mode == "fallback" and answer.error.startswith("cannot reach")
+    assert answer.citations[0].title == MMVM_TITLE
+
+
+def test_weak_retrieval_refuses_before_calling_the_model(seed_library):
+    assistant = _scripted(seed_library, "anything [1].")
+    answer = assistant.ask(PROTEIN_QUESTION)
+    assert answer.refused and assistant.chat_model.calls == 0
