@@ -79,6 +79,7 @@ def test_declines_are_recognised():
 
 def test_top_paper_may_give_more_sentences():
     hits = [_hit(0, 0.7), _hit(1, 0.6)]
-    scored = [ScoredSentence(p, i, f"Paper {p} sentence {i}.", 1.0 - i / 10 - p / 100) for p in (0, 1) for i in range(6)]
-    sources = pack_evidence(hits, scored, budget_tokens=1000, per_paper=2, top_paper=4, count_tokens=tiktoken_counter())
+    scored = [ScoredSentence(p, i, f"Paper {p} sentence {i}.", 1 - i / 10 - p / 100) for p in (0, 1) for i in range(6)]
+    count = tiktoken_counter()
+    sources = pack_evidence(hits, scored, budget_tokens=1000, per_paper=2, top_paper=4, count_tokens=count)
     assert [len(s.sentences) for s in sources] == [4, 2]
