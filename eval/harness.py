@@ -30,10 +30,8 @@ def run_items(
 ) -> list[tuple[dict, ItemScore]]:
     results = []
     for item in items:
-        history = []
-        for earlier in item.history or []:
-            history.append(assistant.ask(earlier))
-        answer = assistant.ask(item.question, history=history).to_json()
+        history = [assistant.ask(earlier) for earlier in item.earlier_turns]
+        answer = assistant.ask(item.final_question, history=history).to_json()
         score = score_item(item, answer)
         if on_item:
             on_item(item, answer, score)

@@ -6,15 +6,36 @@ import re
 from dataclasses import dataclass
 from statistics import median
 
+KINDS = ("single", "numeric", "multi", "unanswerable", "followup")
+
 
 @dataclass(frozen=True)
 class GoldenItem:
+    """One line of a golden set; gold papers are matched by normalised title, so it survives re-indexing."""
+
     id: str
-    question: str
-    answerable: bool
-    paper_ids: list[str]
-    must_include: list[str]  # each fact must appear; "a|b" accepts either spelling
-    history: list[str] | None = None  # earlier questions of the same chat, asked first
+    kind: str
+    gold_titles: list[str]
+    must_include: list[str]  # each fact must appear, case-insensitive; "a|b" accepts either spelling
+    question: str = ""  # absent for followup items
+    turns: list[str] | None = None  # followup only: earlier questions, then the one that is scored
+    notes: str = ""
+
+    @property
+    def answerable(self) -> bool:
+        return self.kind != "unanswerable"
+
+    @property
+    def final_question(self) -> str:
+        return self.turns[-1] if self.turns else self.question
+
+    @property
+    def earlier_turns(self) -> list[str]:
+        return list(self.turns[:-1]) if self.turns else []
+
+
+def title_key(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", title.lower()).strip()
 
 
 def _norm(text: str) -> str:
@@ -45,6 +66,7 @@ class ItemScore:
 def score_item(item: GoldenItem, answer: dict) -> ItemScore:
     """`answer` is the `rag ask --json` object."""
     cited = {c["paper_id"] for c in answer["citations"]}
+    cited_titles = {title_key(c["title"]) for c in answer["citations"]}
     source_ids = {s["paper_id"] for s in answer["sources"]}
     facts = [f for f in item.must_include if fact_present(f, answer["answer"])] if not answer["refused"] else []
     return ItemScore(
@@ -52,7 +74,7 @@ def score_item(item: GoldenItem, answer: dict) -> ItemScore:
         answerable=item.answerable,
         refused=answer["refused"],
         correct_refusal=answer["refused"] != item.answerable,
-        cites_expected=bool(cited & set(item.paper_ids)),
+        cites_expected=bool(cited_titles & {title_key(t) for t in item.gold_titles}),
         facts_found=len(facts),
         facts_total=len(item.must_include),
         citations_verified=all(c["supported"] for c in answer["citations"]) and cited <= source_ids,

@@ -162,6 +162,24 @@ def test_cli_unreachable_endpoint_still_prints_papers(seed_library):
     assert DYVTE_TITLE in result.stdout
 
 
+def test_cli_endpoint_timeout_still_prints_papers(seed_library):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()  # accepts connections, never answers
+    port = listener.getsockname()[1]
+    try:
+        result = run_cli(
+            "ask", DYVTE_QUESTION, "--profile", "hosted", index=seed_library.settings.index_path,
+            extra_env={"RAG_LLM__BASE_URL": f"http://127.0.0.1:{port}/v1", "RAG_LLM__TIMEOUT_S": "1.5"},
+        )
+    finally:
+        listener.close()
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("rag: error:")]
+    assert len(errors) == 1 and "did not answer within 1.5s" in errors[0]
+    assert DYVTE_TITLE in result.stdout
+
+
 def test_cli_chat_two_turns(seed_library):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update({"RAG_INDEX__PATH": str(seed_library.settings.index_path), "RAG_ANSWER__MODE": "extractive"})
@@ -299,3 +317,11 @@ def test_weak_retrieval_refuses_before_calling_the_model(seed_library):
     assistant = _scripted(seed_library, "anything [1].")
     answer = assistant.ask(PROTEIN_QUESTION)
     assert answer.refused and assistant.chat_model.calls == 0
+
+
+def test_llm_condense_rewrites_the_follow_up(seed_library):
+    assistant = _scripted(seed_library, "What accuracy does CoLVA reach on the MMVM benchmark?")
+    assistant.settings.answer.condense = "llm"
+    answer = assistant.ask(FOLLOW_UP, history=[(MATCHING_QUESTION, "MMVM is such a benchmark [1].")])
+    assert answer.standalone_question == "What accuracy does CoLVA reach on the MMVM benchmark?"
+    assert answer.citations[0].title == MMVM_TITLE
