@@ -141,7 +141,7 @@ class Assistant:
             hits = kept + [h for h in hits if h.paper_id not in earlier]
         top = hits[: self.settings.answer.papers]
         passages = self.library.store().passages_of([h.paper_id for h in top])
-        strength = evidence_strength(question, top, passages)
+        strength = max(evidence_strength(q, top, passages) for q in {question, standalone})
         if strength < self.settings.answer.min_score:  # a refusal needs no evidence
             retrieve_ms = (time.perf_counter() - started) * 1000
             return _Prepared(question, standalone, hits, [], [], started, retrieve_ms, strength)

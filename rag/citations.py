@@ -132,6 +132,26 @@ def unsupported_numbers(sentence: str, evidence: str) -> bool:
     )
 
 
+# Names papers give their things: MINIMA, CoLVA, GPT-4o, RLAIF-V, Met^2Net, SEED-Bench-2 ...
+_NAME = re.compile(r"\b(?=[A-Za-z0-9^\-]*[A-Z][A-Za-z0-9^\-]*[A-Z0-9])[A-Za-z][A-Za-z0-9^\-]+\b")
+
+
+def unknown_names(sentence: str, evidence: str) -> list[str]:
+    """Names (tokens with inner capitals or digits, e.g. 'CoLVA', 'GPT-4o') that the evidence never mentions:
+    a small model pinning the right number on the wrong method."""
+    lowered = evidence.lower()
+    return [name for name in _NAME.findall(sentence) if name.lower() not in lowered]
+
+
+_NEGATION = re.compile(r"\b(no|not|never|none|neither|nor|cannot)\b|n't\b", re.I)
+
+
+def negation_mismatch(sentence: str, evidence: str) -> bool:
+    """The sentence negates ("No work drops ...") where the evidence it rests on states no negation:
+    a small model's way of contradicting its own source while reusing its words."""
+    return bool(_NEGATION.search(sentence)) and not _NEGATION.search(evidence)
+
+
 def _plain_number(text: str) -> str:
     return text.replace(" ", "").replace(",", "").lower().replace("×", "x")
 
@@ -139,7 +159,8 @@ def _plain_number(text: str) -> str:
 class EvidenceSupport:
     """How well each source's evidence supports each answer sentence: the best of embedding similarity
     to one evidence sentence and lexical coverage of the sentence's words, zeroed when the sentence
-    states a number the source never does."""
+    states a number or a name the source never does, negates what its closest evidence sentence
+    states, or is too short to claim anything."""
 
     def __init__(self, embed: Callable[[Sequence[str]], np.ndarray]) -> None:
         self._embed = embed
@@ -160,7 +181,10 @@ class EvidenceSupport:
                 dense = float(similarity[i, best_c])
                 lexical = lexical_overlap(sentence, source.passage)
                 invented = unsupported_numbers(sentence, source.passage)
-                score = 0.0 if invented or len(content_words(sentence)) < 2 else max(dense, lexical)
+                contradicts = negation_mismatch(sentence, evidence[best_c][1])
+                invented = invented or bool(unknown_names(sentence, f"{source.title} {source.passage}"))
+                too_short = len(content_words(sentence)) < 2
+                score = 0.0 if invented or contradicts or too_short else max(dense, lexical)
                 row.append(score)
             scores.append(row)
         return scores

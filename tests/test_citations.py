@@ -86,3 +86,20 @@ def test_render_then_parse_keeps_citations(texts, numbers):
     parsed = parse_answer(render_answer(sentences))
     assert [p.cited for p in parsed] == [s.cited for s in sentences]
     assert [p.text for p in parsed] == [s.text for s in sentences]
+
+
+def test_negation_mismatch():
+    from rag.citations import negation_mismatch
+
+    assert negation_mismatch("No work drops all visual tokens [1].", "DyVTE removes all visual tokens after a layer.")
+    assert not negation_mismatch("Visual tokens are not needed late [1].", "Visual tokens do not contribute late.")
+    assert not negation_mismatch("DyVTE drops visual tokens [1].", "DyVTE removes visual tokens.")
+
+
+def test_names_must_come_from_the_evidence():
+    from rag.citations import unknown_names
+
+    evidence = "Are They the Same? CoLVA achieves 51.06% overall accuracy (OA) on the MMVM benchmark, beating GPT-4o."
+    assert unknown_names("The MINIMA model reaches 51.06% on MMVM [1].", evidence) == ["MINIMA"]
+    assert unknown_names("CoLVA reaches 51.06% on the MMVM benchmark, beating GPT-4o [1].", evidence) == []
+    assert unknown_names("Multimodal LLMs (MLLMs) struggle.", "existing MLLMs struggle") == []
