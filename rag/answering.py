@@ -80,13 +80,23 @@ class Assistant:
             chat_model = load_chat_model(library.settings.llm)
         return cls(library, chat_model)
 
-    def warm_up(self) -> None:
-        """Load the embedder, the index and the LLM now, so the first question's timings are its own."""
+    def warm_up(self, prime: bool = False) -> None:
+        """Load the embedder, the index and the LLM now, so the first question's timings are its own.
+
+        `prime` also runs the fixed system prompt through a local model, so its evaluated prefix is
+        cached before the first question (worth it in a chat, where the user is still typing).
+        """
         self.library.retriever()
         self.library.embedder.embed(["warm-up"])
+        if self.chat_model is None or self.settings.answer.mode != "generate":
+            return
         load = getattr(self.chat_model, "load", None)
-        if load is not None and self.settings.answer.mode == "generate":
+        if load is not None:
             load()
+        if prime and load is not None:
+            messages = answer_messages("warm-up", [])
+            for _ in self.chat_model.stream(messages, max_tokens=1, temperature=0.0):
+                break
 
     @property
     def model_name(self) -> str:

@@ -210,7 +210,8 @@ def _cmd_ask(library: Library, args: argparse.Namespace) -> int:
 def _cmd_chat(library: Library, args: argparse.Namespace) -> int:
     assistant = _assistant(library)
     library.retriever()
-    _warm_up(assistant)
+    print("loading models ...", file=sys.stderr, flush=True)
+    _warm_up(assistant, prime=True)
     history: list = []
     print("Ask about the indexed papers. Follow-ups may refer to earlier answers. /reset starts over, /quit ends.")
     while True:
@@ -237,12 +238,12 @@ def _cmd_chat(library: Library, args: argparse.Namespace) -> int:
         history.append(answer)
 
 
-def _warm_up(assistant) -> None:
+def _warm_up(assistant, prime: bool = False) -> None:
     """Load models before timing; a model that cannot load is reported later, with the retrieved papers."""
     from rag.errors import LLMError
 
     with contextlib.suppress(LLMError):
-        assistant.warm_up()
+        assistant.warm_up(prime=prime)
 
 
 def _stream_answer(assistant, question: str, history: list):  # -> Answer

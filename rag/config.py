@@ -73,7 +73,7 @@ class LLMSettings(_Section):
         "llamacpp", description="'llamacpp' (local GGUF), 'openai' (any OpenAI-compatible endpoint) or 'none'."
     )
     model: str = Field(
-        "qwen2.5-coder-1.5b-instruct-q4_k_m",
+        "qwen2.5-coder-0.5b-instruct",
         description="llamacpp: a packaged model name (see `rag models`) or a .gguf path; openai: the model name.",
     )
     model_dir: str = Field(

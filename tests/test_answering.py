@@ -103,7 +103,7 @@ def test_local_model_answer_cites_dyvte(local_model):
     assert not answer.refused
     assert DYVTE_TITLE in [c.title for c in answer.citations], answer.to_json()
     _check_citations(answer)
-    assert answer.model.startswith("llamacpp:qwen2.5-coder-1.5b")
+    assert answer.model.startswith("llamacpp:qwen2.5-coder-0.5b")
 
 
 def test_local_model_refuses_out_of_scope(local_model):
