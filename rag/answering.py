@@ -233,6 +233,11 @@ class Assistant:
         if not supported or verification.grounded < self.settings.answer.min_grounded:
             reason = f"generated answer failed verification (grounded {verification.grounded:.2f}): {text[:200]!r}"
             return self._extractive(prepared, mode="fallback", note=reason, first_token_ms=first_token_ms)
+        best = {n for n, _, _ in prepared.ranked_evidence[: self.settings.answer.must_cite_top]}
+        cited = {n for s in supported for n in s.cited}
+        if best and not cited & best:
+            reason = f"generated answer cites {sorted(cited)}, none of the best evidence {sorted(best)}: {text[:200]!r}"
+            return self._extractive(prepared, mode="fallback", note=reason, first_token_ms=first_token_ms)
         citations = self._citations(verification.sentences, prepared.sources, support)
         return Answer(
             question=prepared.question,

@@ -119,6 +119,12 @@ class AnswerSettings(_Section):
         0.5, ge=0, le=1, description="A generated answer less grounded than this is replaced by the extractive one."
     )
     extractive_sentences: int = Field(3, ge=1, description="Sentences in an extractive answer.")
+    must_cite_top: int = Field(
+        1,
+        ge=0,
+        description="A generated answer must cite a paper holding one of the N best evidence sentences, "
+        "or it falls back to extractive (a small model drifting to a weaker paper); 0 turns this off.",
+    )
     condense: Literal["llm", "concat"] = Field(
         "concat", description="Follow-ups: 'llm' rewrites them with the model; 'concat' appends the last question."
     )

@@ -25,6 +25,7 @@ DYVTE_QUESTION = "Is there work that drops all visual tokens partway through an 
 MATCHING_QUESTION = "Is there a benchmark for matching objects across images for MLLMs?"
 FOLLOW_UP = "What accuracy does its model reach?"
 MMVM_TITLE = "Are They the Same? Exploring Visual Correspondence Shortcomings of Multimodal LLMs"
+MOSCAR_TITLE = "mOSCAR: A Large-scale Multilingual and Multimodal Document-level Corpus"
 PROTEIN_QUESTION = "How do proteins fold into their three-dimensional structure?"
 
 
@@ -233,16 +234,17 @@ def test_openai_backend_streams_from_a_real_server(seed_library, openai_server, 
     assistant = _assistant(
         seed_library,
         **{"llm.backend": "openai", "llm.base_url": openai_server, "llm.model": "qwen-0.5b",
-           "llm.api_key_env": "TEST_OPENAI_KEY", "llm.timeout_s": 120},
+           "llm.api_key_env": "TEST_OPENAI_KEY", "llm.timeout_s": 120, "llm.temperature": 0.0},
     )
-    items = list(assistant.stream(MATCHING_QUESTION))
+    items = list(assistant.stream("How many languages does the mOSCAR corpus cover?"))
     answer = items[-1]
     assert isinstance(answer, Answer) and answer.error is None, answer.notes
     assert len(items) > 3  # streamed token by token over server-sent events
-    assert answer.model == "openai:qwen-0.5b"
-    assert not answer.refused
+    assert "".join(items[:-1]).strip()  # the streamed text is the model's
+    assert answer.model == "openai:qwen-0.5b" and answer.mode == "generate", answer.to_json()
+    assert "163" in answer.answer
     _check_citations(answer)
-    assert MMVM_TITLE in [c.title for c in answer.citations]
+    assert [c.title for c in answer.citations] == [MOSCAR_TITLE]
 
 
 # --- the chain's decisions, with a scripted model (real index and embedder) --------------------------
@@ -324,4 +326,13 @@ def test_llm_condense_rewrites_the_follow_up(seed_library):
     assistant.settings.answer.condense = "llm"
     answer = assistant.ask(FOLLOW_UP, history=[(MATCHING_QUESTION, "MMVM is such a benchmark [1].")])
     assert answer.standalone_question == "What accuracy does CoLVA reach on the MMVM benchmark?"
+    assert answer.citations[0].title == MMVM_TITLE
+
+
+def test_answer_drifting_to_a_weaker_paper_falls_back(seed_library):
+    # MINIMA's own words, correctly cited, but MINIMA is not where the best evidence is.
+    reply = "MINIMA is a unified image matching framework for multiple cross-modal cases [2]."
+    assistant = _scripted(seed_library, reply)
+    answer = assistant.ask(MATCHING_QUESTION)
+    assert answer.mode == "fallback" and any("none of the best evidence" in n for n in answer.notes)
     assert answer.citations[0].title == MMVM_TITLE
