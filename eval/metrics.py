@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from statistics import median
@@ -103,6 +104,23 @@ def summarize(scores: list[ItemScore]) -> dict[str, float]:
         "all_citations_verified": share(answered, lambda s: s.citations_verified),
         "mean_grounded": round(sum(s.grounded for s in answered) / len(answered), 3) if answered else 0.0,
         "fallback_rate": share(answered, lambda s: s.mode == "fallback"),
-        "median_first_token_ms": round(median(s.first_token_ms for s in scores), 1) if scores else 0.0,
-        "median_total_ms": round(median(s.total_ms for s in scores), 1) if scores else 0.0,
+        "median_first_token_ms": _median([s.first_token_ms for s in scores]),
+        "median_total_ms": _median([s.total_ms for s in scores]),
+        # refusals return in milliseconds and would flatter the medians above; these are answers only
+        "answered_median_first_token_ms": _median([s.first_token_ms for s in answered]),
+        "answered_median_total_ms": _median([s.total_ms for s in answered]),
+        "answered_p95_total_ms": _percentile([s.total_ms for s in answered], 95),
     }
+
+
+def _median(values: list[float]) -> float:
+    return round(median(values), 1) if values else 0.0
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(pct / 100 * len(ordered))))
+    return round(ordered[rank - 1], 1)

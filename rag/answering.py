@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from rag.chunking import tiktoken_counter
+from rag.chunking import abstract_sentences, tiktoken_counter
 from rag.citations import EvidenceSupport, parse_answer, render_answer, verify_sentences
 from rag.config import Settings
 from rag.conversation import HistoryItem, concat_standalone, is_follow_up, to_turns
-from rag.evidence import abstract_sentences, evidence_strength, extractive_answer, pack_evidence, score_sentences
+from rag.evidence import evidence_strength, extractive_answer, pack_evidence, score_sentences
 from rag.library import Library
 from rag.llm import ChatModel, LLMError, load_chat_model
 from rag.prompts import DECLINE_PHRASES, NOT_COVERED, answer_messages, condense_messages
@@ -60,12 +60,15 @@ class Assistant:
         self._count_tokens = tiktoken_counter()
         self._sentence_vectors: dict[str, np.ndarray] = {}  # abstracts' sentences recur across questions
 
+    def _remember(self, vectors: Mapping[str, np.ndarray]) -> None:
+        if len(self._sentence_vectors) > 50_000:
+            self._sentence_vectors.clear()
+        self._sentence_vectors.update(vectors)
+
     def _embed_cached(self, texts: Sequence[str]) -> np.ndarray:
         missing = list(dict.fromkeys(t for t in texts if t not in self._sentence_vectors))
         if missing:
-            if len(self._sentence_vectors) > 50_000:
-                self._sentence_vectors.clear()
-            self._sentence_vectors.update(zip(missing, self.library.embedder.embed(missing), strict=True))
+            self._remember(dict(zip(missing, self.library.embedder.embed(missing), strict=True)))
         if not texts:
             return np.zeros((0, self.library.embedder.dimension), dtype=np.float32)
         return np.stack([self._sentence_vectors[t] for t in texts])
@@ -156,6 +159,7 @@ class Assistant:
             retrieve_ms = (time.perf_counter() - started) * 1000
             return _Prepared(question, standalone, hits, [], [], started, retrieve_ms, strength)
         sentences = [abstract_sentences(passages.get(h.paper_id, [h.passage])) for h in top]
+        self._remember(self.library.store().sentence_vectors([h.paper_id for h in top]))
         # Evidence is scored against the question as asked: for a follow-up ("its accuracy?") the
         # new part is what the sentences must match; the earlier turn already chose the papers.
         scored = score_sentences(question, vectors[-1], sentences, self._embed_cached, [h.score for h in top])

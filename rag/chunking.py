@@ -44,6 +44,19 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
+def abstract_sentences(passages: Sequence[str]) -> list[str]:
+    """The abstract's sentences in order, once each, from its (overlapping) chunks."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for passage in passages:
+        for sentence in split_sentences(passage):
+            key = " ".join(sentence.split())
+            if key not in seen:
+                seen.add(key)
+                out.append(key)
+    return out
+
+
 @dataclass(frozen=True)
 class ChunkPlan:
     """The sizes one chunking run works to."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.chunking import TokenCounter, split_sentences
+from rag.chunking import TokenCounter
 from rag.types import PaperHit, Source
 
 LEXICAL_WEIGHT = 0.25
@@ -60,19 +60,6 @@ def lexical_overlap(query: str, sentence: str) -> float:
     if not wanted:
         return 0.0
     return len(wanted & content_words(sentence)) / len(wanted)
-
-
-def abstract_sentences(passages: Sequence[str]) -> list[str]:
-    """The abstract's sentences in order, once each, from its (overlapping) chunks."""
-    seen: set[str] = set()
-    out: list[str] = []
-    for passage in passages:
-        for sentence in split_sentences(passage):
-            key = " ".join(sentence.split())
-            if key not in seen:
-                seen.add(key)
-                out.append(key)
-    return out
 
 
 @dataclass(frozen=True)

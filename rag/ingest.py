@@ -17,13 +17,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.chunking import ChunkPlan, chunk_paper, tiktoken_counter
+from rag.chunking import ChunkPlan, abstract_sentences, chunk_paper, tiktoken_counter
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import IndexStoreError
 from rag.sources import add_sources, builtin_corpus_paths, duplicate_problem, iter_records
 from rag.store import ChromaStore, IndexedPaper
-from rag.types import Paper, Problem
+from rag.types import Chunk, Paper, Problem
 
 
 @dataclass
@@ -114,7 +114,16 @@ def ingest(
         }
         report.papers_unchanged = len(plan.hashes) - len(to_embed)
         _embed_planned(
-            store, embedder, paths, plan, to_embed, plan_chunks, settings.index.batch_papers, report, progress
+            store,
+            embedder,
+            paths,
+            plan,
+            to_embed,
+            plan_chunks,
+            settings.index.batch_papers,
+            report,
+            progress,
+            sentence_vectors=settings.index.sentence_vectors,
         )
 
         sources_changed = {
@@ -163,6 +172,7 @@ def _embed_planned(
     batch_papers: int,
     report: IngestReport,
     progress: bool | Callable[[int, int, int], None],
+    sentence_vectors: bool = True,
 ) -> None:
     if not to_embed:
         return
@@ -173,10 +183,13 @@ def _embed_planned(
     try:
         for batch in _batches(_planned_papers(paths, plan, to_embed), batch_papers):
             chunks = [c for paper in batch for c in chunk_paper(paper, chunk_plan, count_budget, embedder.count_tokens)]
+            sentences = _sentences_of(chunks) if sentence_vectors else []
             t0 = time.perf_counter()
             vectors = embedder.embed([c.embed_text for c in chunks])
+            sentence_matrix = embedder.embed([text for _, _, text in sentences]) if sentences else None
             report.embed_seconds += time.perf_counter() - t0
-            store.replace_papers(batch, {p.paper_id: plan.hashes[p.paper_id] for p in batch}, chunks, vectors)
+            hashes = {p.paper_id: plan.hashes[p.paper_id] for p in batch}
+            store.replace_papers(batch, hashes, chunks, vectors, sentences, sentence_matrix)
             report.papers_embedded += len(batch)
             report.chunks_embedded += len(chunks)
             bar.update(len(batch))
@@ -185,6 +198,18 @@ def _embed_planned(
                 progress(report.papers_embedded, len(to_embed), report.chunks_embedded)
     finally:
         bar.close()
+
+
+def _sentences_of(chunks: list[Chunk]) -> list[tuple[str, int, str]]:
+    """(paper_id, position, sentence) for every abstract sentence, the unit answering picks evidence from."""
+    by_paper: dict[str, list[str]] = {}
+    for chunk in chunks:
+        by_paper.setdefault(chunk.paper_id, []).append(chunk.text)
+    return [
+        (paper_id, position, sentence)
+        for paper_id, passages in by_paper.items()
+        for position, sentence in enumerate(abstract_sentences(passages))
+    ]
 
 
 def _planned_papers(paths: list[Path], plan: _Plan, to_embed: set[str]) -> Iterator[Paper]:

@@ -72,6 +72,9 @@ class ChromaStore:
 
         self.path = path
         self.collection_name = collection
+        # Each abstract sentence's vector, computed at ingest so answering need not embed evidence.
+        self.sentence_collection_name = f"{collection}-sentences"
+        self._sentences = None
         if not create and not path.is_dir():
             raise IndexStoreError(f"no index at {path}; run `rag ingest` first")
         if path.exists() and not path.is_dir():
@@ -127,11 +130,19 @@ class ChromaStore:
             )
         else:
             self._collection = self._client.get_collection(self.collection_name, embedding_function=None)
+        names = {c.name for c in self._client.list_collections()}
+        if create or self.sentence_collection_name in names:
+            self._sentences = self._client.get_or_create_collection(
+                self.sentence_collection_name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+            )
 
     def drop(self) -> None:
-        if self.collection_exists():
-            self._client.delete_collection(self.collection_name)
+        names = {c.name for c in self._client.list_collections()}
+        for name in (self.collection_name, self.sentence_collection_name):
+            if name in names:
+                self._client.delete_collection(name)
         self._collection = None
+        self._sentences = None
 
     @property
     def collection(self):  # -> chromadb Collection
@@ -193,6 +204,16 @@ class ChromaStore:
             ordered.setdefault(meta["paper_id"], []).append((int(meta["chunk_index"]), doc))
         return {pid: [text for _, text in sorted(items)] for pid, items in ordered.items()}
 
+    def sentence_vectors(self, paper_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of these papers' abstract sentences, by sentence text (empty for old indexes)."""
+        if self._sentences is None or not paper_ids:
+            return {}
+        page = self._sentences.get(where={"paper_id": {"$in": list(paper_ids)}}, include=["documents", "embeddings"])
+        documents, embeddings = page["documents"] or [], page["embeddings"]
+        if embeddings is None or not len(embeddings):
+            return {}
+        return {text: np.asarray(vector, dtype=np.float32) for text, vector in zip(documents, embeddings, strict=True)}
+
     def stats(self) -> StoreStats:
         model, dimension = self.model_info()
         chunks = papers = 0
@@ -206,14 +227,30 @@ class ChromaStore:
     # --- writing --------------------------------------------------------------------------------
 
     def replace_papers(
-        self, papers: Sequence[Paper], hashes: dict[str, str], chunks: Sequence[Chunk], vectors: np.ndarray
+        self,
+        papers: Sequence[Paper],
+        hashes: dict[str, str],
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        sentences: Sequence[tuple[str, int, str]] = (),
+        sentence_vectors: np.ndarray | None = None,
     ) -> None:
-        """Swap in new chunks for these papers: delete theirs, then add the new ones.
+        """Swap in new chunks (and sentence vectors) for these papers: delete theirs, then add the new ones.
 
         A kill between the two leaves the paper absent (never doubled); the next ingest sees it
-        missing and embeds it again.
+        missing and embeds it again. Sentences are written first: they are a cache answering can do
+        without, so a paper whose chunks exist is never left half-indexed.
         """
         paper_ids = [p.paper_id for p in papers]
+        if paper_ids and self._sentences is not None:
+            self._sentences.delete(where={"paper_id": {"$in": paper_ids}})
+        if sentences and self._sentences is not None and sentence_vectors is not None:
+            self._sentences.add(
+                ids=[f"{paper_id}~{position}" for paper_id, position, _ in sentences],
+                embeddings=sentence_vectors,
+                documents=[text for _, _, text in sentences],
+                metadatas=[{"paper_id": paper_id, "position": position} for paper_id, position, _ in sentences],
+            )
         if paper_ids:
             self.collection.delete(where={"paper_id": {"$in": paper_ids}})
         if not chunks:
@@ -232,7 +269,10 @@ class ChromaStore:
 
     def delete_papers(self, paper_ids: Sequence[str]) -> None:
         for start in range(0, len(paper_ids), 500):
-            self.collection.delete(where={"paper_id": {"$in": list(paper_ids[start : start + 500])}})
+            where = {"paper_id": {"$in": list(paper_ids[start : start + 500])}}
+            self.collection.delete(where=where)
+            if self._sentences is not None:
+                self._sentences.delete(where=where)
 
     def update_sources(self, sources_by_paper: dict[str, list[str]], indexed: dict[str, IndexedPaper]) -> None:
         ids: list[str] = []

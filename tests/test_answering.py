@@ -85,6 +85,18 @@ def test_history_as_plain_pairs_is_accepted(extractive):
     assert answer.citations[0].title == MMVM_TITLE
 
 
+def test_evidence_uses_stored_sentence_vectors(extractive):
+    embedder = extractive.library.embedder
+    calls: list[int] = []
+    original = embedder.embed
+    embedder.embed = lambda texts: calls.append(len(texts)) or original(texts)
+    try:
+        extractive.ask("Which benchmark evaluates visual matching across images for multimodal LLMs?")
+    finally:
+        embedder.embed = original
+    assert calls == [1]  # only the question is embedded; the evidence sentences come from the index
+
+
 def test_stream_yields_text_then_the_answer(extractive):
     items = list(extractive.stream(DYVTE_QUESTION))
     assert isinstance(items[-1], Answer) and all(isinstance(i, str) for i in items[:-1])

@@ -66,3 +66,11 @@ def test_shipped_golden_set_loads_and_names_real_papers(seed_corpus):
         abstracts = " ".join(p.abstract for p in seed_corpus.papers if p.title in item.gold_titles)
         for fact in item.must_include:
             assert fact_present(fact, abstracts), (item.id, fact)
+
+
+def test_nearest_rank_percentile():
+    from eval.metrics import _percentile
+
+    assert _percentile(list(range(1, 21)), 95) == 19
+    assert _percentile([5.0], 95) == 5.0
+    assert _percentile([], 95) == 0.0

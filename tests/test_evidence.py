@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from rag.answering import declined
-from rag.chunking import tiktoken_counter
+from rag.chunking import abstract_sentences, tiktoken_counter
 from rag.citations import unsupported_numbers
 from rag.conversation import is_follow_up
 from rag.evidence import (
     ScoredSentence,
-    abstract_sentences,
     extractive_answer,
     lexical_overlap,
     pack_evidence,

@@ -56,6 +56,21 @@ def small_corpus(tmp_path, seed_corpus):
     return write_jsonl(tmp_path / "small.jsonl", seed_corpus.papers[:6])
 
 
+def test_every_abstract_sentence_is_stored_with_its_vector(seed_library, embedder):
+    import numpy as np
+
+    from rag.chunking import abstract_sentences
+
+    store = seed_library.store()
+    paper_ids = list(store.indexed_papers())[:5]
+    passages = store.passages_of(paper_ids)
+    stored = store.sentence_vectors(paper_ids)
+    expected = [s for pid in paper_ids for s in abstract_sentences(passages[pid])]
+    assert sorted(stored) == sorted(set(expected))
+    sample = expected[:4]
+    assert np.allclose(np.stack([stored[s] for s in sample]), embedder.embed(sample), atol=1e-4)
+
+
 def test_changed_abstract_is_reembedded_alone(tmp_path, embedder, seed_corpus, small_corpus):
     library = make_library(tmp_path / "idx", embedder)
     assert library.ingest([small_corpus], progress=False).papers_embedded == 6
@@ -70,6 +85,9 @@ def test_changed_abstract_is_reembedded_alone(tmp_path, embedder, seed_corpus, s
     assert (report.papers_embedded, report.papers_unchanged) == (1, 5)
     assert library.search("protein folding", k=1)[0].title == papers[2].title
     assert library.stats().papers == 6
+    assert list(library.store().sentence_vectors([papers[2].paper_id])) == [
+        "A brand new abstract about protein folding."
+    ]  # the edited paper's old sentence vectors are gone
 
 
 def test_prune_removes_papers_whose_source_is_gone(tmp_path, embedder, seed_corpus):
@@ -82,6 +100,7 @@ def test_prune_removes_papers_whose_source_is_gone(tmp_path, embedder, seed_corp
     assert kept.papers_missing == 2 and library.stats().papers == 5  # not pruned without --prune
     pruned = library.ingest([first], prune=True, progress=False)
     assert pruned.papers_pruned == 2 and library.stats().papers == 3
+    assert library.store().sentence_vectors([p.paper_id for p in seed_corpus.papers[3:5]]) == {}
 
 
 def test_paper_found_in_a_second_file_gains_a_source_without_reembedding(tmp_path, embedder, seed_corpus):
