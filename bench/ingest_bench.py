@@ -60,10 +60,15 @@ def main() -> None:
     store = library.store()
     stored = store.collection.get(include=["documents", "metadatas"])
     texts = [f"{m['title']}\n{doc}" for doc, m in zip(stored["documents"], stored["metadatas"], strict=True)]
+    sentence_collection = store._sentences  # ingest also embeds every abstract sentence (index.sentence_vectors)
+    sentences = sentence_collection.get(include=["documents"])["documents"] if sentence_collection else []
     model = embedder._load()
     started = time.perf_counter()
     model.encode(texts, batch_size=library.settings.embedding.batch_size, normalize_embeddings=True)
+    if sentences:
+        model.encode(sentences, batch_size=library.settings.embedding.batch_size, normalize_embeddings=True)
     raw_s = time.perf_counter() - started
+    # Throughput in chunks/s over the same work: the chunks, plus the sentences when ingest embeds them.
     ingest_cps = report.chunks_embedded / report.seconds
     raw_cps = len(texts) / raw_s
 
@@ -91,6 +96,7 @@ def main() -> None:
         "ingest_inprocess_s": round(report.seconds, 2),
         "ingest_chunks_per_s": round(ingest_cps, 1),
         "raw_encode_chunks_per_s": round(raw_cps, 1),
+        "sentences_embedded": len(sentences),
         "ingest_vs_raw_encode": round(ingest_cps / raw_cps, 3),
         "search_ms_median": round(statistics.median(latencies), 1),
         "search_ms_p95": round(latencies[int(0.95 * (len(latencies) - 1))], 1),
@@ -103,7 +109,7 @@ def main() -> None:
         ("warm re-ingest, `rag ingest` (new process)", f"{result['warm_reingest_cli_s']} s"),
         ("warm re-ingest, in-process", f"{result['warm_reingest_inprocess_s']} s"),
         ("ingest throughput (chunk + embed + store)", f"{result['ingest_chunks_per_s']} chunks/s"),
-        ("raw SentenceTransformer.encode, same texts", f"{result['raw_encode_chunks_per_s']} chunks/s"),
+        ("raw encode of the same texts (chunks + sentences)", f"{result['raw_encode_chunks_per_s']} chunks/s"),
         ("ingest / raw encode", f"{result['ingest_vs_raw_encode']:.2f}"),
         (f"search latency, median of {len(latencies)}", f"{result['search_ms_median']} ms"),
         ("search latency, p95", f"{result['search_ms_p95']} ms"),
