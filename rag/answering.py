@@ -13,7 +13,7 @@ extractive answer when the generated one cannot be verified or the model fails.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,12 +75,17 @@ class Assistant:
 
     @classmethod
     def from_config(
-        cls, profile: str | None = None, overrides: Mapping[str, Any] | None = None, library: Library | None = None
+        cls,
+        profile: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        library: Library | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> Assistant:
+        """`progress` hears about one-off slow steps, such as joining a packaged model the first time."""
         library = library or Library.from_config(profile, overrides=overrides)
         chat_model = None
         if library.settings.answer.mode == "generate":
-            chat_model = load_chat_model(library.settings.llm)
+            chat_model = load_chat_model(library.settings.llm, progress)
         return cls(library, chat_model)
 
     def warm_up(self, prime: bool = False) -> None:

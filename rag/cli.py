@@ -184,12 +184,8 @@ def _cmd_stats(library: Library, args: argparse.Namespace) -> int:
 
 def _assistant(library: Library):  # -> Assistant
     from rag.answering import Assistant
-    from rag.llm import load_chat_model
 
-    chat_model = None
-    if library.settings.answer.mode == "generate":
-        chat_model = load_chat_model(library.settings.llm, progress=lambda msg: print(f"rag: {msg}", file=sys.stderr))
-    return Assistant(library, chat_model)
+    return Assistant.from_config(library=library, progress=lambda msg: print(f"rag: {msg}", file=sys.stderr))
 
 
 def _cmd_ask(library: Library, args: argparse.Namespace) -> int:

@@ -15,7 +15,6 @@ import pytest
 from rag.answering import Assistant
 from rag.config import load_settings
 from rag.library import Library
-from rag.llm import load_chat_model
 from rag.types import Answer
 from tests.conftest import DYVTE_TITLE, REPO, run_cli
 
@@ -35,8 +34,7 @@ def _assistant(seed_library, **overrides) -> Assistant:
     )
     library = Library(settings)
     library._embedder = seed_library.embedder
-    chat_model = load_chat_model(settings.llm) if settings.answer.mode == "generate" else None
-    return Assistant(library, chat_model)
+    return Assistant.from_config(library=library)
 
 
 def _check_citations(answer: Answer) -> None:
