@@ -267,7 +267,7 @@ class Assistant:
     def _extractive(
         self, prepared: _Prepared, *, mode: str, note: str | None = None, first_token_ms: float | None = None
     ) -> Answer:
-        text = extractive_answer(prepared.sources, prepared.ranked_evidence, self.settings.answer.extractive_sentences)
+        text = extractive_answer(prepared.ranked_evidence, self.settings.answer.extractive_sentences)
         by_n = {s.n: s for s in prepared.sources}
         sentences = [
             AnswerSentence(sentence.text, sentence.cited, True, 1.0) for sentence in parse_answer(text)

@@ -157,9 +157,7 @@ def pack_evidence(
     return sources
 
 
-def extractive_answer(
-    sources: Sequence[Source], scored_best: Sequence[tuple[int, str, float]], max_sentences: int
-) -> str:
+def extractive_answer(scored_best: Sequence[tuple[int, str, float]], max_sentences: int) -> str:
     """The best evidence sentences, each with its `[n]`: the floor a generated answer must beat.
 
     `scored_best` is (source n, sentence, score), best first. Sentences much weaker than the best

@@ -55,7 +55,7 @@ def test_pack_evidence_gives_each_paper_a_voice_and_respects_the_budget():
 
 def test_extractive_answer_cites_each_sentence_and_skips_weak_ones():
     ranked = [(1, "Best sentence.", 1.0), (2, "Good sentence.", 0.9), (1, "Weak sentence.", 0.5)]
-    assert extractive_answer([], ranked, 3) == "Best sentence [1]. Good sentence [2]."
+    assert extractive_answer(ranked, 3) == "Best sentence [1]. Good sentence [2]."
 
 
 def test_follow_up_detection():
