@@ -74,8 +74,13 @@ def main() -> int:
         summary = summarize([score for _, score in results])
         print(json.dumps(summary), flush=True)
         report["runs"].append(
-            {"config": overrides, "model": assistant.model_name, "warm_up_s": round(load_s, 1), "summary": summary,
-             "answers": [answer for answer, _ in results]}
+            {
+                "config": overrides,
+                "model": assistant.model_name,
+                "warm_up_s": round(load_s, 1),
+                "summary": summary,
+                "answers": [answer for answer, _ in results],
+            }
         )
     out = Path(__file__).resolve().parent / "results" / f"answer-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)

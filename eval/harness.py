@@ -37,3 +37,77 @@ def run_items(
             on_item(item, answer, score)
         results.append((answer, score))
     return results
+
+
+GOLDEN_KEYS = {"id", "kind", "question", "turns", "gold_titles", "must_include", "notes"}
+MINIMUM_PER_KIND = {"single": 30, "numeric": 10, "multi": 10, "unanswerable": 15, "followup": 5}
+
+
+def check_golden(path: Path, papers) -> list[str]:
+    """Every problem with a golden file, one line each: schema, kinds, gold titles and facts against the corpus.
+
+    `papers` are the corpus's Paper records. A fact must appear (case-insensitive; 'a|b' means either) in the
+    title or abstract of one of its gold papers; a question must not quote a gold title whole.
+    """
+    from eval.metrics import KINDS, fact_present, title_key
+
+    problems: list[str] = []
+    by_title = {title_key(p.title): p for p in papers}
+    seen: set[str] = set()
+    counts = dict.fromkeys(KINDS, 0)
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{Path(path).name}:{number}"
+        record = json.loads(line)
+        extra = set(record) - GOLDEN_KEYS
+        if extra:
+            problems.append(f"{where}: unknown keys {sorted(extra)}")
+        item = GoldenItem(**record)
+        if item.id in seen:
+            problems.append(f"{where}: duplicate id {item.id}")
+        seen.add(item.id)
+        if item.kind not in KINDS:
+            problems.append(f"{where}: kind '{item.kind}' is not one of {KINDS}")
+            continue
+        counts[item.kind] += 1
+        if item.kind == "followup":
+            if not item.turns or len(item.turns) < 2 or item.question:
+                problems.append(f"{where}: a followup has 2+ turns and no question")
+        elif not item.question or item.turns:
+            problems.append(f"{where}: a {item.kind} item has a question and no turns")
+        if item.kind == "unanswerable":
+            if item.gold_titles or item.must_include:
+                problems.append(f"{where}: an unanswerable item has no gold titles or facts")
+            continue
+        if not item.gold_titles:
+            problems.append(f"{where}: no gold titles")
+        gold = []
+        for title in item.gold_titles:
+            paper = by_title.get(title_key(title))
+            if paper is None:
+                problems.append(f"{where}: gold title not in the corpus: {title[:80]}")
+            else:
+                gold.append(paper)
+            asked = " ".join(item.turns or [item.question]).lower()
+            if len(title) > 25 and title.lower() in asked:
+                problems.append(f"{where}: the question quotes the title '{title[:60]}'")
+        text = " ".join(f"{p.title} {p.abstract}" for p in gold)
+        for fact in item.must_include:
+            if gold and not fact_present(fact, text):
+                problems.append(f"{where}: fact '{fact}' is in none of the gold abstracts")
+    for kind, least in MINIMUM_PER_KIND.items():
+        if counts[kind] < least:
+            problems.append(f"{Path(path).name}: {counts[kind]} {kind} items; at least {least} wanted")
+    return problems
+
+
+if __name__ == "__main__":
+    import sys
+
+    from rag.sources import builtin_corpus_paths, load_corpus
+
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_GOLDEN
+    found = check_golden(target, load_corpus(builtin_corpus_paths()).papers)
+    print("\n".join(found) or f"{target}: every gold title and fact checks out")
+    sys.exit(1 if found else 0)

@@ -62,6 +62,15 @@ class ItemScore:
     mode: str
     first_token_ms: float
     total_ms: float
+    citation_precision: float | None = None  # cited papers (each once) that are gold; None when nothing is cited
+    citation_recall: float = 0.0  # gold papers cited (answerable items)
+
+    @property
+    def passed(self) -> bool:
+        """One line of verdict per item, for flips against a baseline."""
+        if not self.answerable:
+            return self.refused
+        return not self.refused and self.cites_expected and self.facts_found == self.facts_total
 
 
 def score_item(item: GoldenItem, answer: dict) -> ItemScore:
@@ -70,6 +79,7 @@ def score_item(item: GoldenItem, answer: dict) -> ItemScore:
     cited_titles = {title_key(c["title"]) for c in answer["citations"]}
     source_ids = {s["paper_id"] for s in answer["sources"]}
     facts = [f for f in item.must_include if fact_present(f, answer["answer"])] if not answer["refused"] else []
+    gold = {title_key(t) for t in item.gold_titles}
     return ItemScore(
         id=item.id,
         answerable=item.answerable,
@@ -83,6 +93,8 @@ def score_item(item: GoldenItem, answer: dict) -> ItemScore:
         mode=answer.get("mode", ""),
         first_token_ms=answer["timings"]["first_token_ms"],
         total_ms=answer["timings"]["total_ms"],
+        citation_precision=round(len(cited_titles & gold) / len(cited_titles), 4) if cited_titles else None,
+        citation_recall=round(len(cited_titles & gold) / len(gold), 4) if gold else 0.0,
     )
 
 
@@ -110,7 +122,53 @@ def summarize(scores: list[ItemScore]) -> dict[str, float]:
         "answered_median_first_token_ms": _median([s.first_token_ms for s in answered]),
         "answered_median_total_ms": _median([s.total_ms for s in answered]),
         "answered_p95_total_ms": _percentile([s.total_ms for s in answered], 95),
+        "citation_precision": _mean_of([s.citation_precision for s in scores if s.citation_precision is not None]),
+        "citation_recall": _mean_of([s.citation_recall for s in answerable]),
+        "false_refusal_rate": share(answerable, lambda s: s.refused),
+        "p50_total_ms": _percentile([s.total_ms for s in scores], 50),
+        "p95_total_ms": _percentile([s.total_ms for s in scores], 95),
+        "p50_first_token_ms": _percentile([s.first_token_ms for s in scores], 50),
+        "p95_first_token_ms": _percentile([s.first_token_ms for s in scores], 95),
+        "pass_rate": share(scores, lambda s: s.passed),
     }
+
+
+def _mean_of(values: list[float]) -> float:
+    return round(sum(values) / len(values), 3) if values else 0.0
+
+
+# --- retrieval scoring of one golden item -------------------------------------------------------------
+
+RETRIEVAL_METRICS = ("hit@1", "hit@5", "recall@10", "mrr")
+
+
+def score_retrieval(item: GoldenItem, retrieved_titles: list[str]) -> dict[str, float] | None:
+    """hit@1, hit@5, recall@10 and MRR of the gold papers among ranked titles; None for unanswerable items."""
+    if not item.answerable or not item.gold_titles:
+        return None
+    ranked = [title_key(t) for t in retrieved_titles]
+    gold = {title_key(t) for t in item.gold_titles}
+    return {
+        "hit@1": hit_at_k(ranked, gold, 1),
+        "hit@5": hit_at_k(ranked, gold, 5),
+        "recall@10": recall_at_k(ranked, gold, 10),
+        "mrr": mrr_at_k(ranked, gold, 10),
+    }
+
+
+def summarize_retrieval(scored: list[tuple[str, dict[str, float] | None]]) -> dict:
+    """Means over answerable items, overall and by kind; `scored` holds (kind, scores) pairs."""
+    kept = [(kind, s) for kind, s in scored if s is not None]
+
+    def means(rows: list[dict[str, float]]) -> dict[str, float]:
+        return {m: round(mean([r[m] for r in rows]), 3) for m in RETRIEVAL_METRICS} | {"items": len(rows)}
+
+    by_kind = {}
+    for kind in KINDS:
+        rows = [s for k, s in kept if k == kind]
+        if rows:
+            by_kind[kind] = means(rows)
+    return {"overall": means([s for _, s in kept]), "by_kind": by_kind}
 
 
 def _median(values: list[float]) -> float:
@@ -124,3 +182,48 @@ def _percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     rank = max(1, min(len(ordered), math.ceil(pct / 100 * len(ordered))))
     return round(ordered[rank - 1], 1)
+
+
+# --- retrieval metrics over ranked ids (pure; BEIR conventions: gain = relevance, log2 discount) ---
+
+
+def ndcg_at_k(ranked: list[str], relevance: dict[str, int], k: int) -> float:
+    """nDCG@k as trec_eval computes it: gain = graded relevance, discount log2(rank + 1)."""
+    gains = [relevance.get(doc, 0) for doc in _unique(ranked)[:k]]
+    dcg = sum(g / math.log2(rank + 1) for rank, g in enumerate(gains, start=1) if g > 0)
+    ideal = sorted((r for r in relevance.values() if r > 0), reverse=True)[:k]
+    idcg = sum(g / math.log2(rank + 1) for rank, g in enumerate(ideal, start=1))
+    return dcg / idcg if idcg else 0.0
+
+
+def recall_at_k(ranked: list[str], relevant: set[str], k: int) -> float:
+    """Share of the relevant items found in the top k (0 when nothing is relevant)."""
+    if not relevant:
+        return 0.0
+    return len(set(_unique(ranked)[:k]) & relevant) / len(relevant)
+
+
+def hit_at_k(ranked: list[str], relevant: set[str], k: int) -> float:
+    """1 when any relevant item is in the top k."""
+    return 1.0 if set(_unique(ranked)[:k]) & relevant else 0.0
+
+
+def mrr_at_k(ranked: list[str], relevant: set[str], k: int) -> float:
+    """1 / rank of the first relevant item within the top k, else 0."""
+    for rank, doc in enumerate(_unique(ranked)[:k], start=1):
+        if doc in relevant:
+            return 1.0 / rank
+    return 0.0
+
+
+def _unique(ranked: list[str]) -> list[str]:
+    """A ranking counts each item once, at its best rank (a duplicate earns nothing twice)."""
+    return list(dict.fromkeys(ranked))
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def percentile(values: list[float], pct: float) -> float:
+    return _percentile(values, pct)

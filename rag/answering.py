@@ -152,10 +152,10 @@ class Assistant:
         retriever = self.library.retriever()
         vectors = self.library.embedder.embed([standalone, question] if standalone != question else [question])
         k = max(self.settings.retrieval.k, self.settings.answer.papers)
-        hits = retriever.search_vector(vectors[0], k=k)
+        hits = retriever.search_vector(standalone, vectors[0], k=k)
         if follow_up and turns[-1].paper_ids:
             earlier = list(dict.fromkeys(turns[-1].paper_ids))
-            kept = retriever.search_vector(vectors[0], k=len(earlier), where={"paper_id": {"$in": earlier}})
+            kept = retriever.search_vector(standalone, vectors[0], k=len(earlier), only=earlier)
             hits = kept + [h for h in hits if h.paper_id not in earlier]
         top = hits[: self.settings.answer.papers]
         passages = self.library.store().passages_of([h.paper_id for h in top])
@@ -269,9 +269,7 @@ class Assistant:
     ) -> Answer:
         text = extractive_answer(prepared.ranked_evidence, self.settings.answer.extractive_sentences)
         by_n = {s.n: s for s in prepared.sources}
-        sentences = [
-            AnswerSentence(sentence.text, sentence.cited, True, 1.0) for sentence in parse_answer(text)
-        ]
+        sentences = [AnswerSentence(sentence.text, sentence.cited, True, 1.0) for sentence in parse_answer(text)]
         citations: dict[int, Citation] = {}
         for n, sentence, _ in prepared.ranked_evidence:
             if any(n in s.cited for s in sentences) and n not in citations:
@@ -337,5 +335,3 @@ class Assistant:
             "first_token_ms": first_token_ms if first_token_ms is not None else total,
             "total_ms": total,
         }
-
-

@@ -127,9 +127,7 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:\s?%|[kKmMbBxX×](?![a-zA-Z]))?")
 def unsupported_numbers(sentence: str, evidence: str) -> bool:
     """A number in the sentence that the evidence never states: the classic small-model invention."""
     stated = {_plain_number(n) for n in _NUMBER.findall(evidence)}
-    return any(
-        _plain_number(n) not in stated for n in _NUMBER.findall(sentence) if not re.fullmatch(r"[1-9]", n)
-    )
+    return any(_plain_number(n) not in stated for n in _NUMBER.findall(sentence) if not re.fullmatch(r"[1-9]", n))
 
 
 # Names papers give their things: MINIMA, CoLVA, GPT-4o, RLAIF-V, Met^2Net, SEED-Bench-2 ...

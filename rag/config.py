@@ -70,7 +70,45 @@ class ChunkingSettings(_Section):
 
 class RetrievalSettings(_Section):
     k: int = Field(5, ge=1, description="Papers returned by a search.")
+    mode: Literal["dense", "bm25", "hybrid"] = Field(
+        "hybrid", description="'dense' (vectors), 'bm25' (keywords) or 'hybrid' (both, fused by reciprocal rank)."
+    )
     candidates: int = Field(40, ge=1, description="Chunks fetched from the vector store before grouping into papers.")
+    lexical_candidates: int = Field(40, ge=1, description="Papers fetched from BM25 before fusion.")
+    rrf_k: float = Field(
+        5.0,
+        gt=0,
+        description="Reciprocal rank fusion constant: score = sum of weight / (rrf_k + rank); small values trust "
+        "each ranking's top more (5 was best on SciFact's train split, see README).",
+    )
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in the fusion.")
+    lexical_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in the fusion.")
+    bm25_k1: float = Field(1.2, gt=0, description="BM25 term-frequency saturation.")
+    bm25_b: float = Field(0.4, ge=0, le=1, description="BM25 length normalisation.")
+    title_weight: int = Field(2, ge=1, description="BM25 counts title words this many times (field weighting).")
+    query_stopwords: Literal["lucene", "english"] = Field(
+        "english",
+        description="Words dropped from a question before BM25: 'lucene' (33) or 'english' (179, question words too).",
+    )
+    rerank: bool = Field(
+        False,
+        description="Re-score the fused candidates by their best single abstract sentence (stored sentence "
+        "vectors), a third ranking in the fusion.",
+    )
+    rerank_depth: int = Field(30, ge=1, description="Fused candidates the reranker re-scores.")
+    rerank_weight: float = Field(1.0, ge=0, description="Weight of the sentence ranking when rerank is on.")
+    mmr_lambda: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Diversity: None is off; otherwise maximal marginal relevance, 1 = pure relevance, lower = more "
+        "varied papers for multi-paper questions.",
+    )
+    passages: int = Field(2, ge=1, description="Best passages kept per paper in a result.")
+    filters: list[str] = Field(
+        default_factory=list,
+        description="Default filters, as `rag search --where` takes them: source=FILE, date>=2024-01, KEY=VALUE.",
+    )
 
 
 class LLMSettings(_Section):
@@ -136,6 +174,35 @@ class AnswerSettings(_Section):
     history_turns: int = Field(3, ge=0, description="Earlier turns a follow-up may draw on.")
 
 
+class EvalSettings(_Section):
+    golden: str | None = Field(
+        None, description="Golden set `rag eval` reads; None means eval/golden/seed_papers.jsonl."
+    )
+    out: str = Field("eval-report", description="Folder for report.json, report.md and the charts.")
+    fail_under: dict[str, float] = Field(
+        default_factory=dict,
+        description="Gate: metric floors, e.g. {'retrieval.hit@5': 0.9}; `rag eval` exits 1 when one is missed.",
+    )
+    max_drop: float = Field(
+        0.02, ge=0, description="With --baseline: a quality metric falling by more than this fails the run."
+    )
+
+
+class UISettings(_Section):
+    host: str = Field("127.0.0.1", description="Address the browser app binds; keep loopback unless you add a login.")
+    port: int = Field(7860, ge=1, le=65535, description="Port of the browser app.")
+    concurrency: int = Field(
+        1, ge=1, description="Answers generated at once (a local model answers one at a time; others queue)."
+    )
+    queue_size: int = Field(64, ge=1, description="Requests that may wait in the queue before new ones are refused.")
+    max_upload_mb: float = Field(20.0, gt=0, description="Largest file the ingest tab accepts.")
+    auth_user: str | None = Field(None, description="Login name; with auth_password_env set, the app asks to log in.")
+    auth_password_env: str = Field(
+        "RAG_UI_PASSWORD", description="Environment variable holding the login password (never stored in config)."
+    )
+    upload_dir: str | None = Field(None, description="Where uploads are kept; None means <index.path>/uploads.")
+
+
 class Settings(_Section):
     corpus: CorpusSettings = Field(default_factory=CorpusSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
@@ -144,6 +211,8 @@ class Settings(_Section):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    ui: UISettings = Field(default_factory=UISettings)
 
     @property
     def index_path(self) -> Path:
@@ -185,6 +254,17 @@ def load_settings(
     if overrides:
         _merge(merged, _nest(dict(overrides)), "command line", origins)
 
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origins)) from None
+
+
+def apply_overrides(settings: Settings, overrides: Mapping[str, Any]) -> Settings:
+    """A copy of `settings` with dotted-key overrides, validated like every other layer."""
+    merged = settings.model_dump()
+    origins: dict[str, str] = {}
+    _merge(merged, _nest(dict(overrides)), "override", origins)
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:

@@ -178,11 +178,12 @@ STRENGTH_LEXICAL_WEIGHT = 0.2
 
 
 def evidence_strength(question: str, hits: Sequence[PaperHit], passages: Mapping[str, Sequence[str]]) -> float:
-    """How well the index covers a question: the best paper's similarity, plus a little for the share of the
-    question's words that a top paper states (names like 'NExT-GPT' are strong evidence MiniLM underrates)."""
+    """How well the index covers a question: the best similarity among the top papers, plus a little for the
+    share of the question's words that a top paper states (names like 'NExT-GPT' are strong evidence MiniLM
+    underrates)."""
     if not hits:
         return 0.0
     coverage = max(
         lexical_overlap(question, " ".join([hit.title, *passages.get(hit.paper_id, [hit.passage])])) for hit in hits
     )
-    return hits[0].score + STRENGTH_LEXICAL_WEIGHT * coverage
+    return max(hit.score for hit in hits) + STRENGTH_LEXICAL_WEIGHT * coverage

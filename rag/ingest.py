@@ -21,6 +21,7 @@ from rag.chunking import ChunkPlan, abstract_sentences, chunk_paper, tiktoken_co
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import IndexStoreError
+from rag.lexical import PaperCatalog
 from rag.sources import add_sources, builtin_corpus_paths, duplicate_problem, iter_records
 from rag.store import ChromaStore, IndexedPaper
 from rag.types import Chunk, Paper, Problem
@@ -75,6 +76,7 @@ def ingest(
     prune: bool = False,
     report_problem: Callable[[Problem], None] | None = None,
     progress: bool | Callable[[int, int, int], None] = True,
+    catalog: PaperCatalog | None = None,
 ) -> IngestReport:
     """Bring the index up to date with `paths` (default: corpus.paths, else the built-in corpus).
 
@@ -141,6 +143,8 @@ def ingest(
         if sources_changed:
             store.update_sources(sources_changed, indexed)
         report.sources_updated = len(sources_changed)
+        if catalog is not None:  # BM25 and filters follow Chroma; only changed papers are re-tokenized
+            catalog.refresh(store)
     report.seconds = time.perf_counter() - started
     return report
 

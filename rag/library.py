@@ -14,7 +14,9 @@ from typing import Any
 
 from rag.config import Settings, load_settings
 from rag.embedding import Embedder, load_embedder
+from rag.filters import PaperFilter
 from rag.ingest import IngestReport, ingest
+from rag.lexical import PaperCatalog
 from rag.retrieval import Retriever
 from rag.store import ChromaStore, StoreStats
 from rag.types import PaperHit, Problem
@@ -28,10 +30,20 @@ class Library:
         self._embedder: Embedder | None = None
         self._store: ChromaStore | None = None
         self._retriever: Retriever | None = None
+        self._catalog: PaperCatalog | None = None
 
     @classmethod
     def from_config(cls, profile: str | None = None, overrides: Mapping[str, Any] | None = None) -> Library:
         return cls(load_settings(profile, overrides=overrides))
+
+    def derive(self, overrides: Mapping[str, Any]) -> Library:
+        """The same index and loaded embedder under changed settings (retrieval, answer, ...)."""
+        from rag.config import apply_overrides
+
+        other = Library(apply_overrides(self.settings, overrides))
+        if other.settings.embedding == self.settings.embedding:
+            other._embedder = self._embedder
+        return other
 
     @property
     def embedder(self) -> Embedder:
@@ -44,6 +56,14 @@ class Library:
             self._store = ChromaStore(self.settings.index_path, self.settings.index.collection, create=create)
         return self._store
 
+    def catalog(self) -> PaperCatalog:
+        """The BM25 and filter catalog beside the index (see rag.lexical)."""
+        if self._catalog is None:
+            self._catalog = PaperCatalog(
+                self.settings.index_path, self.settings.index.collection, self.settings.retrieval.title_weight
+            )
+        return self._catalog
+
     def ingest(
         self,
         paths: Iterable[str | Path] | None = None,
@@ -54,11 +74,20 @@ class Library:
         progress: bool | Callable[[int, int, int], None] = True,
     ) -> IngestReport:
         store = self.store(create=True)
+        catalog = self.catalog()
         if rebuild:
             store.drop()
+            catalog.drop()
         self._retriever = None
         return ingest(
-            self.settings, store, self.embedder, paths, prune=prune, report_problem=on_problem, progress=progress
+            self.settings,
+            store,
+            self.embedder,
+            paths,
+            prune=prune,
+            report_problem=on_problem,
+            progress=progress,
+            catalog=catalog,
         )
 
     def retriever(self) -> Retriever:
@@ -67,11 +96,26 @@ class Library:
             # Refuse a model mismatch before paying for the model load.
             store.open_for(self.settings.embedding.model, None, create=False)
             store.open_for(self.embedder.model_name, self.embedder.dimension, create=False)
-            self._retriever = Retriever(self.settings.retrieval, store, self.embedder)
+            self._retriever = Retriever(
+                self.settings.retrieval,
+                store,
+                self.embedder,
+                catalog=self.catalog(),
+                cache_dir=self.settings.index_path / ".bm25-cache",
+            )
         return self._retriever
 
-    def search(self, question: str, k: int | None = None, where: dict | None = None) -> list[PaperHit]:
-        return self.retriever().search(question, k=k, where=where)
+    def search(
+        self,
+        question: str,
+        k: int | None = None,
+        where: PaperFilter | Iterable[str] | None = None,
+        *,
+        mode: str | None = None,
+        rerank: bool | None = None,
+    ) -> list[PaperHit]:
+        """Ranked papers; `where` takes filters like ["source=000_*.txt", "date>=2024-01"]."""
+        return self.retriever().search(question, k=k, where=where, mode=mode, rerank=rerank)
 
     def stats(self) -> StoreStats:
         return self.store().stats()

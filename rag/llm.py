@@ -136,8 +136,7 @@ class OpenAICompatibleModel:
             raise LLMError(f"cannot reach the LLM endpoint {self._base_url} (is the server running?)") from None
         except httpx.TimeoutException:
             raise LLMError(
-                f"the LLM endpoint {self._base_url} did not answer within {self._settings.timeout_s:g}s "
-                "(llm.timeout_s)"
+                f"the LLM endpoint {self._base_url} did not answer within {self._settings.timeout_s:g}s (llm.timeout_s)"
             ) from None
         except httpx.HTTPError as exc:
             raise LLMError(f"LLM endpoint {self._base_url}: {_first_line(exc)}") from None

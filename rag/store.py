@@ -181,6 +181,47 @@ class ChromaStore:
                 return
             offset += _PAGE
 
+    def chunk_count(self) -> int:
+        return self.collection.count() if self._collection is not None else 0
+
+    def iter_first_chunk_metadata(self) -> Iterator[dict]:
+        """The metadata of each paper's first chunk: one row per paper, paged."""
+        offset = 0
+        while True:
+            page = self.collection.get(where={"chunk_index": 0}, include=["metadatas"], limit=_PAGE, offset=offset)
+            metadatas = page["metadatas"] or []
+            yield from metadatas
+            if len(metadatas) < _PAGE:
+                return
+            offset += _PAGE
+
+    def chunks_of(self, paper_ids: Sequence[str]) -> list[tuple[ChunkMatch, np.ndarray]]:
+        """Every chunk of these papers with its stored vector (similarity left 0 for the caller to fill)."""
+        if not paper_ids:
+            return []
+        page = self.collection.get(
+            where={"paper_id": {"$in": list(paper_ids)}}, include=["documents", "metadatas", "embeddings"]
+        )
+        embeddings = page["embeddings"] if page["embeddings"] is not None else []
+        return [
+            (ChunkMatch(chunk_id, meta["paper_id"], doc, 0.0, meta), np.asarray(vector, dtype=np.float32))
+            for chunk_id, doc, meta, vector in zip(
+                page["ids"], page["documents"] or [], page["metadatas"] or [], embeddings, strict=True
+            )
+        ]
+
+    def sentence_matrix(self, paper_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Each paper's stored abstract-sentence vectors as one matrix (rows in no set order)."""
+        if self._sentences is None or not paper_ids:
+            return {}
+        page = self._sentences.get(where={"paper_id": {"$in": list(paper_ids)}}, include=["metadatas", "embeddings"])
+        if page["embeddings"] is None or not len(page["embeddings"]):
+            return {}
+        rows: dict[str, list] = {}
+        for meta, vector in zip(page["metadatas"], page["embeddings"], strict=True):
+            rows.setdefault(meta["paper_id"], []).append(vector)
+        return {pid: np.asarray(vectors, dtype=np.float32) for pid, vectors in rows.items()}
+
     def query(self, vector: np.ndarray, n_results: int, where: dict | None = None) -> list[ChunkMatch]:
         result = self.collection.query(
             query_embeddings=[vector.astype(np.float32)],

@@ -64,6 +64,9 @@ class PaperHit:
     sources: list[str]
     url: str | None = None
     date: str | None = None
+    fused: float = 0.0  # the reciprocal-rank-fusion score that ordered the results
+    lexical: float | None = None  # BM25 score, when keyword search found the paper
+    passages: list[str] = field(default_factory=list)  # its best passages, best first
 
 
 @dataclass

@@ -29,9 +29,7 @@ PROTEIN_QUESTION = "How do proteins fold into their three-dimensional structure?
 
 
 def _assistant(seed_library, **overrides) -> Assistant:
-    settings = load_settings(
-        overrides={"index.path": str(seed_library.settings.index_path), **overrides}, env={}
-    )
+    settings = load_settings(overrides={"index.path": str(seed_library.settings.index_path), **overrides}, env={})
     library = Library(settings)
     library._embedder = seed_library.embedder
     return Assistant.from_config(library=library)
@@ -140,8 +138,17 @@ def test_cli_ask_json_schema(seed_library):
     result = run_cli("ask", DYVTE_QUESTION, "--json", index=seed_library.settings.index_path, timeout=600)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    expected = {"question", "standalone_question", "answer", "refused", "grounded", "citations", "sources", "model",
-                "timings"}
+    expected = {
+        "question",
+        "standalone_question",
+        "answer",
+        "refused",
+        "grounded",
+        "citations",
+        "sources",
+        "model",
+        "timings",
+    }
     assert expected <= set(answer)
     assert set(answer["timings"]) >= {"retrieve_ms", "first_token_ms", "total_ms"}
     assert DYVTE_TITLE in [c["title"] for c in answer["citations"]]
@@ -164,7 +171,11 @@ def test_cli_unreachable_endpoint_still_prints_papers(seed_library):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     result = run_cli(
-        "ask", DYVTE_QUESTION, "--profile", "hosted", index=seed_library.settings.index_path,
+        "ask",
+        DYVTE_QUESTION,
+        "--profile",
+        "hosted",
+        index=seed_library.settings.index_path,
         extra_env={"RAG_LLM__BASE_URL": f"http://127.0.0.1:{port}/v1"},
     )
     assert result.returncode == 1
@@ -180,7 +191,11 @@ def test_cli_endpoint_timeout_still_prints_papers(seed_library):
     port = listener.getsockname()[1]
     try:
         result = run_cli(
-            "ask", DYVTE_QUESTION, "--profile", "hosted", index=seed_library.settings.index_path,
+            "ask",
+            DYVTE_QUESTION,
+            "--profile",
+            "hosted",
+            index=seed_library.settings.index_path,
             extra_env={"RAG_LLM__BASE_URL": f"http://127.0.0.1:{port}/v1", "RAG_LLM__TIMEOUT_S": "1.5"},
         )
     finally:
@@ -197,7 +212,11 @@ def test_cli_chat_two_turns(seed_library):
     result = subprocess.run(
         [sys.executable, "-m", "rag.cli", "chat"],
         input=f"{MATCHING_QUESTION}\n{FOLLOW_UP}\n/quit\n",
-        capture_output=True, text=True, env=env, timeout=300, cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(MMVM_TITLE) >= 2
@@ -217,9 +236,26 @@ def openai_server(tmp_path_factory):
         port = s.getsockname()[1]
     log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "qwen-0.5b",
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--chat_format", "chatml"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--model_alias",
+            "qwen-0.5b",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "4096",
+            "--chat_format",
+            "chatml",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
     )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -243,8 +279,14 @@ def test_openai_backend_streams_from_a_real_server(seed_library, openai_server, 
     monkeypatch.setenv("TEST_OPENAI_KEY", "not-a-real-key")
     assistant = _assistant(
         seed_library,
-        **{"llm.backend": "openai", "llm.base_url": openai_server, "llm.model": "qwen-0.5b",
-           "llm.api_key_env": "TEST_OPENAI_KEY", "llm.timeout_s": 120, "llm.temperature": 0.0},
+        **{
+            "llm.backend": "openai",
+            "llm.base_url": openai_server,
+            "llm.model": "qwen-0.5b",
+            "llm.api_key_env": "TEST_OPENAI_KEY",
+            "llm.timeout_s": 120,
+            "llm.temperature": 0.0,
+        },
     )
     items = list(assistant.stream("How many languages does the mOSCAR corpus cover?"))
     answer = items[-1]

@@ -79,8 +79,10 @@ def test_render_puts_markers_before_the_full_stop():
     assert text == "A claim [1][2]. Plain."
 
 
-@given(st.lists(st.sampled_from(["Tokens drop", "Accuracy rises", "We propose X", "It works"]), min_size=1, max_size=5),
-       st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=5))
+@given(
+    st.lists(st.sampled_from(["Tokens drop", "Accuracy rises", "We propose X", "It works"]), min_size=1, max_size=5),
+    st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=5),
+)
 def test_render_then_parse_keeps_citations(texts, numbers):
     sentences = [AnswerSentence(f"{t} {i}.", [numbers[i % len(numbers)]], True, 1.0) for i, t in enumerate(texts)]
     parsed = parse_answer(render_answer(sentences))

@@ -20,12 +20,23 @@ def test_search_ranks_dyvte_first(seed_library):
         "search",
         "Is there work that drops all visual tokens partway through an MLLM?",
         "--json",
+        "--mode",
+        "dense",
         index=seed_library.settings.index_path,
     )
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     assert payload["results"][0]["title"] == DYVTE_TITLE
     assert len(payload["results"]) == 5 and payload["results"][0]["passage"]
+    hybrid = json.loads(
+        run_cli(
+            "search",
+            "Is there work that drops all visual tokens partway through an MLLM?",
+            "--json",
+            index=seed_library.settings.index_path,
+        ).stdout
+    )
+    assert hybrid["mode"] == "hybrid" and DYVTE_TITLE in [r["title"] for r in hybrid["results"][:3]]
 
 
 def test_search_text_output_and_stats(seed_library):

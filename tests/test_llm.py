@@ -20,7 +20,7 @@ def test_sse_lines():
     chunk = {"choices": [{"delta": {"content": "Hello"}}]}
     assert parse_sse_line("data: " + json.dumps(chunk)) == "Hello"
     assert parse_sse_line(": keep-alive") is None
-    assert parse_sse_line("data: {\"choices\": [{\"delta\": {}}]}") is None
+    assert parse_sse_line('data: {"choices": [{"delta": {}}]}') is None
     assert parse_sse_line("data: [DONE]") is not None and not isinstance(parse_sse_line("data: [DONE]"), str)
     with pytest.raises(LLMError, match="overloaded"):
         parse_sse_line('data: {"error": {"message": "overloaded"}}')
@@ -46,9 +46,7 @@ def test_silent_server_times_out():
     accepted = []
     threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
     port = listener.getsockname()[1]
-    model = OpenAICompatibleModel(
-        LLMSettings(backend="openai", base_url=f"http://127.0.0.1:{port}/v1", timeout_s=0.5)
-    )
+    model = OpenAICompatibleModel(LLMSettings(backend="openai", base_url=f"http://127.0.0.1:{port}/v1", timeout_s=0.5))
     try:
         with pytest.raises(LLMError, match=r"did not answer within 0.5s"):
             list(model.stream(MESSAGES, max_tokens=8, temperature=0))

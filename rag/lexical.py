@@ -1,0 +1,273 @@
+"""Index stage, keyword half: a BM25 index of whole papers (title + abstract) beside the Chroma index.
+
+Chroma holds the truth; this is derived from it. A SQLite catalog in the index folder keeps, per
+paper, the content hash Chroma holds, the metadata filters read (sources, date, fields) and the
+stemmed tokens. `refresh` runs at the end of every ingest and tokenizes only papers whose hash or
+sources changed, so it is incremental; a run killed before it is caught at the next search, which
+sees the catalog's chunk count differ from Chroma's and refreshes first. The BM25 matrix itself
+(bm25s) is rebuilt from the stored tokens and cached on disk per catalog generation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from rag.chunking import abstract_sentences
+from rag.errors import IndexStoreError
+from rag.store import SOURCE_SEPARATOR, ChromaStore
+
+CATALOG_FILE = "papers-catalog.sqlite3"
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+_REFRESH_BATCH = 500
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=2)
+def stopwords(kind: str = "lucene") -> frozenset[str]:
+    """'lucene': Lucene's 33 English stopwords (what papers are indexed with); 'english': 179 words, which
+    also drops question words ('is there work that ...') from queries."""
+    from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_EN_PLUS
+
+    return frozenset(STOPWORDS_EN_PLUS if kind == "english" else STOPWORDS_EN)
+
+
+def keyword_tokens(text: str, stop: frozenset[str] | None = None) -> list[str]:
+    """Lower-cased, stop-worded, Snowball-stemmed word tokens: what BM25 matches on."""
+    stop = stopwords() if stop is None else stop
+    words = [w for w in _TOKEN.findall(text.lower()) if w not in stop]
+    return _stemmer().stemWords(words)
+
+
+def paper_tokens(title: str, abstract: str, title_weight: int) -> list[str]:
+    """Title tokens count `title_weight` times: a title word says more about a paper than one in its abstract."""
+    return keyword_tokens(title) * title_weight + keyword_tokens(abstract)
+
+
+@dataclass(frozen=True)
+class PaperRecord:
+    """What filters read about one paper, and what BM25 indexes."""
+
+    paper_id: str
+    title: str
+    date: str | None
+    sources: tuple[str, ...]
+    fields: dict
+
+
+class PaperCatalog:
+    """SQLite catalog of the indexed papers: hashes, filter metadata, keyword tokens."""
+
+    def __init__(self, index_path: Path, collection: str, title_weight: int = 2) -> None:
+        self.path = index_path / CATALOG_FILE
+        self.collection = collection
+        self.title_weight = title_weight
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False)
+            self._db.executescript(
+                """
+                CREATE TABLE IF NOT EXISTS papers (
+                    collection TEXT, paper_id TEXT, paper_hash TEXT, title TEXT, date TEXT,
+                    sources TEXT, fields TEXT, tokens TEXT, PRIMARY KEY (collection, paper_id));
+                CREATE TABLE IF NOT EXISTS state (collection TEXT, key TEXT, value TEXT,
+                    PRIMARY KEY (collection, key));
+                """
+            )
+        except sqlite3.Error as exc:
+            raise IndexStoreError(f"cannot open the paper catalog at {self.path} ({exc})") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def _state(self, key: str) -> str | None:
+        row = self._db.execute(
+            "SELECT value FROM state WHERE collection=? AND key=?", (self.collection, key)
+        ).fetchone()
+        return row[0] if row else None
+
+    def _set_state(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO state (collection, key, value) VALUES (?, ?, ?)", (self.collection, key, value)
+        )
+
+    @property
+    def generation(self) -> int:
+        return int(self._state("generation") or 0)
+
+    def fingerprint(self) -> str:
+        """Names what BM25 was built from, so a cached matrix is reused only for the same catalog."""
+        return f"{self.collection}-g{self.generation}-t{self.title_weight}"
+
+    def is_current(self, store: ChromaStore) -> bool:
+        return self._state("chunks") == str(store.chunk_count()) and self._state("title_weight") == str(
+            self.title_weight
+        )
+
+    # --- refresh ----------------------------------------------------------------------------------
+
+    def refresh(self, store: ChromaStore) -> int:
+        """Bring the catalog in line with Chroma; returns how many papers were (re)tokenized or dropped."""
+        if self._state("title_weight") != str(self.title_weight):
+            self._db.execute("DELETE FROM papers WHERE collection=?", (self.collection,))
+        known = {
+            pid: (h, s)
+            for pid, h, s in self._db.execute(
+                "SELECT paper_id, paper_hash, sources FROM papers WHERE collection=?", (self.collection,)
+            )
+        }
+        indexed = {meta["paper_id"]: meta for meta in store.iter_first_chunk_metadata()}
+        stale = [
+            pid
+            for pid, meta in indexed.items()
+            if known.get(pid) != (str(meta.get("paper_hash", "")), str(meta.get("sources", "")))
+        ]
+        gone = [pid for pid in known if pid not in indexed]
+        for start in range(0, len(stale), _REFRESH_BATCH):
+            batch = stale[start : start + _REFRESH_BATCH]
+            passages = store.passages_of(batch)
+            rows = []
+            for pid in batch:
+                meta = indexed[pid]
+                abstract = " ".join(abstract_sentences(passages.get(pid, [])))
+                title = str(meta.get("title", ""))
+                rows.append(
+                    (
+                        self.collection,
+                        pid,
+                        str(meta.get("paper_hash", "")),
+                        title,
+                        meta.get("date"),
+                        str(meta.get("sources", "")),
+                        json.dumps(_filter_fields(meta)),
+                        " ".join(paper_tokens(title, abstract, self.title_weight)),
+                    )
+                )
+            self._db.executemany("INSERT OR REPLACE INTO papers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        for start in range(0, len(gone), _REFRESH_BATCH):
+            batch = gone[start : start + _REFRESH_BATCH]
+            self._db.execute(
+                f"DELETE FROM papers WHERE collection=? AND paper_id IN ({','.join('?' * len(batch))})",
+                (self.collection, *batch),
+            )
+        changed = len(stale) + len(gone)
+        if changed or self._state("generation") is None:
+            self._set_state("generation", str(self.generation + 1))
+        self._set_state("chunks", str(store.chunk_count()))
+        self._set_state("title_weight", str(self.title_weight))
+        self._db.commit()
+        return changed
+
+    def drop(self) -> None:
+        self._db.execute("DELETE FROM papers WHERE collection=?", (self.collection,))
+        self._db.execute("DELETE FROM state WHERE collection=?", (self.collection,))
+        self._db.commit()
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def token_rows(self) -> Iterator[tuple[str, list[str]]]:
+        for pid, tokens in self._db.execute(
+            "SELECT paper_id, tokens FROM papers WHERE collection=? ORDER BY paper_id", (self.collection,)
+        ):
+            yield pid, tokens.split()
+
+    def records(self) -> Iterator[PaperRecord]:
+        for pid, title, date, sources, fields in self._db.execute(
+            "SELECT paper_id, title, date, sources, fields FROM papers WHERE collection=?", (self.collection,)
+        ):
+            yield PaperRecord(
+                pid, title, date, tuple(s for s in sources.split(SOURCE_SEPARATOR) if s), json.loads(fields)
+            )
+
+    def count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM papers WHERE collection=?", (self.collection,)).fetchone()[0]
+
+
+def _filter_fields(meta: dict) -> dict:
+    """Metadata a `--where field=value` filter may test: everything but bookkeeping."""
+    skip = {"paper_id", "title", "chunk_index", "n_chunks", "paper_hash", "sources", "date"}
+    return {key.removeprefix("x_"): value for key, value in meta.items() if key not in skip}
+
+
+class KeywordIndex:
+    """BM25 over the catalog's papers, in memory; `search` returns (paper_id, score), best first."""
+
+    def __init__(self, paper_ids: Sequence[str], model, k1: float, b: float) -> None:
+        self.paper_ids = list(paper_ids)
+        self._row = {pid: i for i, pid in enumerate(self.paper_ids)}
+        self._model = model
+        self.k1, self.b = k1, b
+
+    @classmethod
+    def build(cls, catalog: PaperCatalog, k1: float = 1.2, b: float = 0.4, cache_dir: Path | None = None):
+        import bm25s
+
+        fingerprint = f"{catalog.fingerprint()}-k{k1}-b{b}"
+        cached = cache_dir / fingerprint if cache_dir else None
+        if cached and (cached / "paper_ids.json").exists():
+            try:
+                model = bm25s.BM25.load(str(cached))
+                return cls(json.loads((cached / "paper_ids.json").read_text()), model, k1, b)
+            except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never fatal
+                pass
+        paper_ids, corpus = [], []
+        for pid, tokens in catalog.token_rows():
+            paper_ids.append(pid)
+            corpus.append(tokens)
+        model = bm25s.BM25(k1=k1, b=b)
+        if corpus:
+            model.index(corpus, show_progress=False)
+        index = cls(paper_ids, model, k1, b)
+        if cached and corpus:
+            _save_cache(model, paper_ids, cached)
+        return index
+
+    def __len__(self) -> int:
+        return len(self.paper_ids)
+
+    def search(
+        self, text: str, n: int, allowed: set[str] | None = None, query_stopwords: str = "english"
+    ) -> list[tuple[str, float]]:
+        tokens = [t for t in keyword_tokens(text, stopwords(query_stopwords)) if t in self._model.vocab_dict]
+        if not tokens or not self.paper_ids:
+            return []
+        scores = self._model.get_scores(tokens)
+        if allowed is not None:
+            mask = np.zeros(len(self.paper_ids), dtype=bool)
+            for pid in allowed:
+                row = self._row.get(pid)
+                if row is not None:
+                    mask[row] = True
+            scores = np.where(mask, scores, 0.0)
+        n = min(n, len(scores))
+        top = np.argpartition(-scores, n - 1)[:n]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(self.paper_ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+
+def _save_cache(model, paper_ids: list[str], folder: Path) -> None:
+    import shutil
+
+    try:
+        for old in folder.parent.glob("*") if folder.parent.exists() else []:
+            if old.is_dir() and old != folder:
+                shutil.rmtree(old, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save(str(folder))
+        (folder / "paper_ids.json").write_text(json.dumps(paper_ids))
+    except OSError:
+        pass  # the cache only saves time; a read-only index still searches
