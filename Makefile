@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
-#   make run   - virtual env, CPU torch, llama.cpp, the local model; ingest the built-in corpus; open the chat
-#   make test  - the same set-up plus test tools; lint, then the whole test suite
+#   make run   - virtual env, CPU torch, llama.cpp, the local model; ingest the built-in corpus; open the
+#                chat in the browser (the URL is printed; `rag chat` is the terminal chat)
+#   make test  - the same set-up plus test tools and Debian's Chromium; lint, then the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +11,9 @@ export ANONYMIZED_TELEMETRY := False
 export HF_HUB_OFFLINE := 1
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup run test lint bench clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup run test lint bench clean browser
 
 setup: $(VENV)/.installed
 
@@ -29,12 +32,17 @@ $(VENV)/.installed: pyproject.toml
 
 run: setup
 	$(BIN)/rag ingest
-	$(BIN)/rag chat
+	$(BIN)/rag ui
+
+# Browser tests drive Debian's Chromium through Playwright; no browser is ever downloaded.
+browser:
+	@test -x /usr/bin/chromium || ($(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null)
 
 lint: setup
-	$(BIN)/ruff check rag eval tests bench
+	$(BIN)/ruff check rag eval tests bench ui
 
-test: setup lint
+test: setup lint browser
 	$(BIN)/python -m pytest
 
 bench: setup

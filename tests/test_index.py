@@ -37,7 +37,7 @@ def test_results_are_papers_each_once_with_sources(seed_library):
 
 
 def test_repeated_paper_is_stored_once_with_all_sources(seed_library):
-    hit = seed_library.search(DYVTE_QUESTION, k=1)[0]
+    hit = seed_library.search(DYVTE_QUESTION, k=1, mode="dense")[0]
     assert sorted(Path(s).name for s in hit.sources) == ["000_74cbff6dd2033f19.txt", "003_7208fcced9317935.txt"]
 
 

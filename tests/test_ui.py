@@ -1,0 +1,204 @@
+"""The browser app in real headless Chromium (Debian's, driven by Playwright; no browser is downloaded).
+
+One `rag ui` server on 127.0.0.1 with the embedded model answers every test. Screenshots of each
+step go to test-artifacts/ (or $RAG_TEST_ARTIFACTS).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("RAG_TEST_ARTIFACTS", REPO / "test-artifacts"))
+QUESTION = "Is there a benchmark for matching objects across images for MLLMs?"
+XSS_TITLE = "Zebra stripes <img src=x onerror=alert(1)> under infrared light"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ui_url(seed_library, tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
+    index = tmp_path_factory.mktemp("ui") / "index"
+    shutil.copytree(seed_library.settings.index_path, index)  # uploads must not touch the shared index
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update({"RAG_INDEX__PATH": str(index), "RAG_PROFILE": "test", "PYTHONUNBUFFERED": "1"})
+    log = (tmp_path_factory.mktemp("ui-log") / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "ui", "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"rag ui exited with {server.returncode}: {Path(log.name).read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail("rag ui did not answer within 180 s")
+    yield url
+    server.terminate()
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, ui_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.dialogs = []  # any alert() a planted script manages to run lands here
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(ui_url)
+    page.wait_for_selector("#question textarea", timeout=60_000)
+    yield page
+    context.close()
+
+
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _bot_messages(page):
+    return page.locator("#chat [data-testid='bot']")
+
+
+def _ask(page, question: str, timeout_s: float = 240) -> list[int]:
+    """Ask and wait for the final answer; returns the answer's text length seen at each poll."""
+    before = _bot_messages(page).count()
+    page.fill("#question textarea", question)
+    page.click("#send")
+    lengths: list[int] = []
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        bots = _bot_messages(page)
+        if bots.count() > before:
+            lengths.append(len(bots.last.inner_text()))
+            if bots.last.locator(".rag-answer, .rag-refusal, .rag-error").count():
+                return lengths
+        time.sleep(0.1)
+    raise AssertionError(f"no final answer within {timeout_s}s; lengths seen {lengths[-5:]}")
+
+
+def test_answer_streams_with_linked_marker_and_matching_card(page):
+    _shot(page, "01-first-visit")
+    lengths = _ask(page, QUESTION)
+    growing = [n for n in lengths if n > 1]
+    assert len(set(growing)) >= 3, f"the text did not grow while streaming: {lengths}"
+    answer = _bot_messages(page).last
+    marker = answer.locator("a.cite").first
+    n = marker.get_attribute("href").removeprefix("#src-")  # the page keeps href, drops data-*
+    assert f"[{n}" in answer.inner_text()
+    card = page.locator(f"#sources #src-{n}")
+    assert card.count() == 1
+    assert "Are They the Same? Exploring Visual Correspondence" in card.locator(".title").inner_text()
+    _shot(page, "02-answer-with-sources")
+
+
+def test_expand_card_follow_up_and_new_chat(page):
+    _ask(page, QUESTION)
+    first = page.locator("#sources details.source-card").first
+    first.locator("summary").click()
+    assert first.get_attribute("open") is not None
+    assert first.locator(".abstract").inner_text().strip()
+    assert first.locator("mark").count() == 1  # the supporting passage, highlighted in the abstract
+    _shot(page, "03-card-expanded")
+    _ask(page, "What accuracy does its model reach?")
+    assert _bot_messages(page).count() == 2
+    follow_up = _bot_messages(page).last.inner_text()
+    assert "51.06" in follow_up or "Are They the Same" in page.locator("#sources").inner_text()
+    _shot(page, "04-follow-up")
+    page.click("#new-chat")
+    page.wait_for_function("document.querySelectorAll('#chat [data-testid=\"bot\"]').length === 0")
+    assert "Sources appear here" in page.locator("#sources").inner_text()
+    _shot(page, "05-new-chat")
+
+
+def test_upload_a_paper_then_ask_about_it_with_inert_html(page, tmp_path):
+    papers = [
+        {
+            "id": "ui-zebra-1",
+            "title": XSS_TITLE,
+            "abstract": "We detect zebras in night-time camera-trap images with a thermal-aware detector. "
+            "Stripes blur under infrared light, so we train on synthetic thermal renderings of zebra herds. "
+            "The detector reaches 93.4% precision on the Serengeti night split and runs on solar-powered traps.",
+        }
+    ]
+    upload = tmp_path / "new papers.jsonl"
+    upload.write_text("".join(json.dumps(p) + "\n" for p in papers), encoding="utf-8")
+    page.get_by_role("tab", name="Ingest").click()
+    page.set_input_files("#upload input[type=file]", str(upload))
+    page.click("#ingest")
+    page.wait_for_function(
+        "(document.querySelector('#ingest-report')?.innerText || '').includes('Ingested')",
+        timeout=120_000,
+    )
+    assert "Ingested 1 new or changed papers" in page.locator("#ingest-report").inner_text()
+    assert "276 papers" in page.locator("#index-stats").inner_text()
+    _shot(page, "06-ingest")
+    page.get_by_role("tab", name="Chat").click()
+    _ask(page, "How precise is zebra detection in night-time camera traps?")
+    cards = page.locator("#sources").inner_text()
+    answer = _bot_messages(page).last
+    assert "Zebra stripes <img src=x onerror=alert(1)> under infrared light" in cards  # shown as text
+    assert answer.locator("a.cite").count() >= 1
+    assert page.locator("#sources img").count() == 0 and page.locator("#chat img[src='x']").count() == 0
+    assert page.dialogs == [] and page.evaluate("typeof window.__rag_xss") == "undefined"
+    _shot(page, "07-uploaded-paper-cited")
+
+
+def test_bad_upload_gives_a_readable_message(page, tmp_path):
+    (tmp_path / "evil.exe").write_bytes(b"MZ\x00\x01binary")
+    page.get_by_role("tab", name="Ingest").click()
+    page.set_input_files("#upload input[type=file]", str(tmp_path / "evil.exe"))
+    page.click("#ingest")
+    # Either Gradio refuses the type at upload (a toast) or the app does (its report); both are one readable line.
+    page.wait_for_function(
+        "/refused|Choose one/.test(document.querySelector('#ingest-report')?.innerText || '')"
+        " || document.querySelectorAll('.toast-body').length > 0",
+        timeout=60_000,
+    )
+    shown = page.locator("#ingest-report").inner_text() + " ".join(page.locator(".toast-body").all_inner_texts())
+    assert "evil.exe" in shown or "Invalid file type" in shown or "Choose one" in shown, shown
+    assert "Traceback" not in page.content()
+    assert "1 new or changed" not in shown
+    _shot(page, "08-bad-upload")

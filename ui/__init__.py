@@ -1,0 +1,1 @@
+"""The browser app (Gradio): a thin client of the rag library."""
