@@ -25,14 +25,19 @@ def load_golden(path: Path = DEFAULT_GOLDEN) -> list[GoldenItem]:
     return items
 
 
+def answer_item(assistant, item: GoldenItem) -> tuple[dict, ItemScore]:
+    """Ask the item's question (after its earlier turns, for a follow-up) and score the answer."""
+    history = [assistant.ask(earlier) for earlier in item.earlier_turns]
+    answer = assistant.ask(item.final_question, history=history).to_json()
+    return answer, score_item(item, answer)
+
+
 def run_items(
     assistant, items: Iterable[GoldenItem], on_item: Callable[[GoldenItem, dict, ItemScore], None] | None = None
 ) -> list[tuple[dict, ItemScore]]:
     results = []
     for item in items:
-        history = [assistant.ask(earlier) for earlier in item.earlier_turns]
-        answer = assistant.ask(item.final_question, history=history).to_json()
-        score = score_item(item, answer)
+        answer, score = answer_item(assistant, item)
         if on_item:
             on_item(item, answer, score)
         results.append((answer, score))

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from eval.harness import DEFAULT_GOLDEN, load_golden
-from eval.metrics import GoldenItem, ItemScore, score_item, score_retrieval, summarize, summarize_retrieval
+from eval.harness import DEFAULT_GOLDEN, answer_item, load_golden
+from eval.metrics import GoldenItem, ItemScore, score_retrieval, summarize, summarize_retrieval
 from rag.conversation import concat_standalone
 from rag.types import Turn
 
@@ -132,9 +132,7 @@ def _evaluate(item: GoldenItem, mode: str, retriever, assistant) -> dict:
         "citations": [],
     }
     if mode == "answer":
-        history = [assistant.ask(earlier) for earlier in item.earlier_turns]
-        answer = assistant.ask(item.final_question, history=history).to_json()
-        score = score_item(item, answer)
+        answer, score = answer_item(assistant, item)
         record.update(
             answer=answer["answer"],
             refused=answer["refused"],

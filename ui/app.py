@@ -65,7 +65,7 @@ class AssistantPool:
                 "answer": base.answer.model_dump() | {"papers": int(papers)},
                 "retrieval": base.retrieval.model_dump() | {"mode": mode, "rerank": bool(rerank), "filters": filters},
             }
-            library = self.library.derive(_flatten(overrides))
+            library = self.library.derive(overrides)
             chat_model = None
             if library.settings.answer.mode == "generate":
                 model_key = (library.settings.llm.backend, library.settings.llm.model, library.settings.llm.base_url)
@@ -80,17 +80,6 @@ class AssistantPool:
         """After an ingest: assistants re-open the index (new papers, new BM25 catalog); models stay loaded."""
         with self._lock:
             self._assistants.clear()
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and key not in ("fail_under",):
-            flat.update(_flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
 
 
 def abstracts_for(library: Library, paper_ids: list[str]) -> dict[str, str]:
