@@ -22,7 +22,7 @@ import numpy as np
 from rag.chunking import abstract_sentences, tiktoken_counter
 from rag.citations import EvidenceSupport, parse_answer, render_answer, verify_sentences
 from rag.config import Settings
-from rag.conversation import HistoryItem, concat_standalone, is_follow_up, to_turns
+from rag.conversation import HistoryItem, concat_standalone, is_follow_up, refers_back, to_turns
 from rag.evidence import evidence_strength, extractive_answer, pack_evidence, score_sentences
 from rag.library import Library
 from rag.llm import ChatModel, LLMError, load_chat_model
@@ -153,11 +153,17 @@ class Assistant:
         vectors = self.library.embedder.embed([standalone, question] if standalone != question else [question])
         k = max(self.settings.retrieval.k, self.settings.answer.papers)
         hits = retriever.search_vector(standalone, vectors[0], k=k)
+        kept: list = []
         if follow_up and turns[-1].paper_ids:
             earlier = list(dict.fromkeys(turns[-1].paper_ids))
             kept = retriever.search_vector(standalone, vectors[0], k=len(earlier), only=earlier)
             hits = kept + [h for h in hits if h.paper_id not in earlier]
         top = hits[: self.settings.answer.papers]
+        if follow_up and refers_back(question):
+            # "its model", "that paper": the question is about what the conversation was already on,
+            # the papers the last answer cited or else the one paper the joined question ranks first.
+            # Evidence from other papers would let a sentence that merely shares words ("accuracy") win.
+            top = hits[: max(1, len(kept))]
         passages = self.library.store().passages_of([h.paper_id for h in top])
         strength = max(evidence_strength(q, top, passages) for q in {question, standalone})
         if strength < self.settings.answer.min_score:  # a refusal needs no evidence

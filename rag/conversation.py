@@ -24,6 +24,18 @@ _FOLLOW_UP = re.compile(
 )
 
 
+_REFERS_BACK = re.compile(
+    r"\b(it|its|it's|they|them|their|theirs|this|that|these|those|he|she|his|her|"
+    r"the (paper|papers|model|models|method|approach|benchmark|dataset|authors|work|study|system|framework))\b",
+    re.I,
+)
+
+
+def refers_back(question: str) -> bool:
+    """Whether a follow-up points at what was just discussed ('its model'), not at a new topic ('what about X')."""
+    return bool(_REFERS_BACK.search(question))
+
+
 def is_follow_up(question: str) -> bool:
     """Whether a question leans on the previous turn ('its model', 'that paper', 'what about ...')."""
     return bool(_FOLLOW_UP.search(question))
