@@ -55,8 +55,11 @@ def _load_partial(out: Path, key: str) -> dict[str, dict]:
             record = json.loads(line)
         except ValueError:
             continue  # a line cut off by the interruption
-        if record.get("run_key") == key:
-            done[record["item"]["id"]] = record["item"]
+        if record.get("run_key") != key:
+            continue
+        if record.get("complete"):
+            return {}  # that run finished; the same command now is a new run, not a resumption
+        done[record["item"]["id"]] = record["item"]
     return done
 
 
@@ -89,7 +92,7 @@ def run_golden(
     out.mkdir(parents=True, exist_ok=True)
     key = _run_key(Path(golden), mode, settings_dump, [i.id for i in items])
     done = _load_partial(out, key) if resume else {}
-    if not resume and (out / PARTIAL).exists():
+    if not done and (out / PARTIAL).exists():
         (out / PARTIAL).unlink()
     if mode == "answer" and assistant is None:
         from rag.answering import Assistant
@@ -109,6 +112,7 @@ def run_golden(
                 records.append(record)
             if progress:
                 progress(number, len(items))
+        partial.write(json.dumps({"run_key": key, "complete": True}) + "\n")
     report = build_report(library, golden, mode, items, records, settings_dump, resumed=len(done))
     return report
 

@@ -133,7 +133,9 @@ def test_unknown_gate_metric_is_a_clear_error(golden_report, seed_library, tmp_p
 def test_an_interrupted_run_resumes_without_redoing_items(seed_library, tmp_path):
     first = run_golden(seed_library, _golden(), "retrieval", tmp_path, limit=12)
     partial = (tmp_path / "partial.jsonl").read_text().splitlines()
-    assert len(partial) == 12
+    assert len(partial) == 13 and json.loads(partial[-1])["complete"]  # 12 items, then the end mark
+    again = run_golden(seed_library, _golden(), "retrieval", tmp_path, limit=12)
+    assert again["meta"]["resumed_items"] == 0  # a finished run is not resumed
     # Interrupted after 5 items, the last line cut off mid-write.
     (tmp_path / "partial.jsonl").write_text("\n".join(partial[:5]) + "\n" + partial[5][:40])
     resumed = run_golden(seed_library, _golden(), "retrieval", tmp_path, limit=12)

@@ -1,0 +1,124 @@
+"""`rag eval` on the command line: argument handling, progress, printing and exit codes.
+
+The work is in eval.runner (golden sets), eval.beir (BEIR folders) and eval.report; rag.cli hands
+the parsed arguments over here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from eval import runner
+from eval.beir import beir_table, load_beir, run_beir
+from eval.report import write_report
+from rag.cli import EXIT_OK, EXIT_PARTIAL
+from rag.errors import RagError
+from rag.library import Library
+
+
+def run_eval(library: Library, args: argparse.Namespace) -> int:
+    """`rag eval`: golden-set retrieval or answer evaluation, or a BEIR folder; returns the exit code."""
+    out = Path(args.out or library.settings.eval.out)
+    if args.beir:
+        return _eval_beir(library, args, out)
+    golden = Path(args.golden or library.settings.eval.golden or runner.default_golden())
+    if not golden.exists():
+        raise RagError(f"golden set {golden} does not exist")
+    thresholds = dict(library.settings.eval.fail_under)
+    for spec in args.fail_under:
+        name, _, value = spec.partition("=")
+        try:
+            thresholds[name.strip()] = float(value)
+        except ValueError:
+            raise RagError(f"bad --fail-under '{spec}': write METRIC=NUMBER, e.g. hit@5=0.9") from None
+    baseline = None
+    if args.baseline:
+        try:
+            baseline = json.loads(args.baseline.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RagError(f"cannot read baseline {args.baseline} ({exc})") from None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="item", desc=f"eval {args.mode}", disable=not sys.stderr.isatty(), dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if bar.disable and (done % 10 == 0 or done == total):  # logs and pipes: a line every ten items
+            print(f"rag: eval {done}/{total} items", file=sys.stderr, flush=True)
+
+    try:
+        report = runner.run_golden(
+            library,
+            golden,
+            args.mode,
+            out,
+            ids=[i.strip() for i in args.ids.split(",")] if args.ids else None,
+            kinds=[k.strip() for k in args.kinds.split(",")] if args.kinds else None,
+            limit=args.limit,
+            resume=not args.fresh,
+            progress=progress,
+        )
+    except ValueError as exc:
+        raise RagError(str(exc)) from None
+    finally:
+        bar.close()
+    paths = write_report(report, out)
+    meta = report["meta"]
+    if meta["resumed_items"]:
+        print(f"resumed an interrupted run: {meta['resumed_items']} of {meta['items']} items were already done")
+    for section in ("retrieval", "answer"):
+        if section in report["summary"]:
+            values = report["summary"][section]
+            print(f"{section}: " + ", ".join(f"{k}={v}" for k, v in values.items() if isinstance(v, float)))
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    failures: list[str] = []
+    if baseline is not None:
+        deltas, flipped, regressions = runner.compare(
+            report, baseline, args.max_drop if args.max_drop is not None else library.settings.eval.max_drop
+        )
+        print("against the baseline:")
+        for line in deltas:
+            print(f"  {line}")
+        for line in flipped:
+            print(f"  flipped pass -> fail: {line}")
+        failures += regressions
+    try:
+        failures += runner.check_thresholds(report, thresholds)
+    except ValueError as exc:
+        raise RagError(str(exc)) from None
+    for line in failures:
+        print(f"rag: gate failed: {line}", file=sys.stderr)
+    return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def _eval_beir(library: Library, args: argparse.Namespace, out: Path) -> int:
+    try:
+        data = load_beir(args.beir)
+    except FileNotFoundError as exc:
+        raise RagError(str(exc)) from None
+    if not args.index and not os.environ.get("RAG_INDEX__PATH"):
+        # A benchmark corpus gets an index of its own, never the user's.
+        library = Library.from_config(
+            args.profile, overrides={"index.path": str(Path("~/.cache/paper-rag/beir").expanduser() / data.name)}
+        )
+    print(f"{data.name}: {len(data.queries)} judged queries; index {library.settings.index_path}")
+    ingested = library.ingest(
+        [data.corpus_path],
+        on_problem=lambda problem: print(f"rag: skipped {problem}", file=sys.stderr),
+        progress=sys.stderr.isatty(),
+    )
+    print(f"index: {ingested.papers_embedded} papers embedded, {ingested.papers_unchanged} unchanged")
+    report = run_beir(library, data, [m.strip() for m in args.retrieval_modes.split(",") if m.strip()])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"beir-{data.name}.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    table = beir_table(report)
+    (out / f"beir-{data.name}.md").write_text(table + "\n", encoding="utf-8")
+    print(table)
+    print(f"wrote {out / f'beir-{data.name}.json'}")
+    return EXIT_OK
