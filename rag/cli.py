@@ -239,7 +239,7 @@ def _cmd_stats(library: Library, args: argparse.Namespace) -> int:
     print(f"model:     {stats.model or '-'} ({stats.dimension or '-'}-d)")
     print(f"papers:    {stats.papers}")
     print(f"chunks:    {stats.chunks}")
-    print(f"size:      {stats.size_bytes / 1e6:.1f} MB")
+    print(f"size:      {'held by the server' if stats.size_bytes is None else f'{stats.size_bytes / 1e6:.1f} MB'}")
     return EXIT_OK
 
 

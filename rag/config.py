@@ -34,7 +34,16 @@ class CorpusSettings(_Section):
 
 
 class IndexSettings(_Section):
-    path: str = Field("~/.local/share/rag/index", description="Folder of the persistent Chroma index.")
+    path: str = Field(
+        "~/.local/share/rag/index",
+        description="Folder of the persistent Chroma index; with `server` set, only the local BM25 catalog and "
+        "ingest lock live here.",
+    )
+    server: str | None = Field(
+        None,
+        description="A Chroma server (`chroma run`) to hold the index instead of a local folder, as "
+        "http://HOST:PORT (https:// for TLS); null = the local persistent index at `path`.",
+    )
     collection: str = Field("papers", description="Chroma collection holding the chunks.")
     batch_papers: int = Field(
         64, ge=1, description="Papers embedded and committed together; a crash loses at most one batch of work."

@@ -53,7 +53,12 @@ class Library:
 
     def store(self, *, create: bool = False) -> ChromaStore:
         if self._store is None:
-            self._store = ChromaStore(self.settings.index_path, self.settings.index.collection, create=create)
+            self._store = ChromaStore(
+                self.settings.index_path,
+                self.settings.index.collection,
+                create=create,
+                server=self.settings.index.server,
+            )
         return self._store
 
     def catalog(self) -> PaperCatalog:

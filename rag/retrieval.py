@@ -9,6 +9,8 @@ of the best chunk, whatever the mode, because answering calibrates its refusal t
 
 from __future__ import annotations
 
+import threading
+
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
@@ -107,6 +109,7 @@ class Retriever:
         self._catalog = catalog
         self._cache_dir = cache_dir
         self._keywords: KeywordIndex | None = None
+        self._keywords_lock = threading.Lock()  # concurrent first searches build the BM25 index once
         self._default_filter = parse_filters(settings.filters)
 
     @property
@@ -114,15 +117,16 @@ class Retriever:
         return self._settings
 
     def keyword_index(self) -> KeywordIndex:
-        if self._keywords is None:
-            if self._catalog is None:
-                raise RagError("BM25 needs the paper catalog; build the Retriever through Library")
-            if not self._catalog.is_current(self._store):
-                self._catalog.refresh(self._store)
-            self._keywords = KeywordIndex.build(
-                self._catalog, self._settings.bm25_k1, self._settings.bm25_b, self._cache_dir
-            )
-        return self._keywords
+        with self._keywords_lock:
+            if self._keywords is None:
+                if self._catalog is None:
+                    raise RagError("BM25 needs the paper catalog; build the Retriever through Library")
+                if not self._catalog.is_current(self._store):
+                    self._catalog.refresh(self._store)
+                self._keywords = KeywordIndex.build(
+                    self._catalog, self._settings.bm25_k1, self._settings.bm25_b, self._cache_dir
+                )
+            return self._keywords
 
     def allowed_papers(self, flt: PaperFilter, only: Collection[str] | None = None) -> set[str] | None:
         """Paper ids a search may return; None means all of them."""

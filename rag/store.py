@@ -7,10 +7,13 @@ Chroma is always given vectors (its default embedding function would try to down
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -44,7 +47,7 @@ class StoreStats:
     dimension: int | None
     papers: int
     chunks: int
-    size_bytes: int
+    size_bytes: int | None  # None when a Chroma server holds the index
 
 
 @dataclass(frozen=True)
@@ -62,19 +65,103 @@ def _telemetry_off() -> None:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 
-class ChromaStore:
-    """A persistent Chroma collection of chunks."""
+def parse_server(server: str) -> tuple[str, int, bool]:
+    """'http://127.0.0.1:8000', 'https://host', '127.0.0.1:8000' -> (host, port, ssl)."""
+    parts = urlsplit(server if "://" in server else f"http://{server}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise IndexStoreError(f"index.server: expected http://HOST:PORT, got {server!r}")
+    ssl = parts.scheme == "https"
+    try:
+        port = parts.port or (443 if ssl else 8000)
+    except ValueError:
+        raise IndexStoreError(f"index.server: the port in {server!r} is not a number") from None
+    return parts.hostname, port, ssl
 
-    def __init__(self, path: Path, collection: str, *, create: bool) -> None:
+
+def _lost_server(method: Callable) -> Callable:
+    """Turn a connection failure inside a store method into one line naming the server (or folder)."""
+
+    def explain(self, exc: BaseException) -> IndexStoreError:
+        if self.server is not None:
+            return IndexStoreError(f"lost {self.where} ({_one_line(exc)}); is `chroma run` still up?")
+        return IndexStoreError(f"{self.where} failed ({_one_line(exc)})")
+
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def generator(self, *args, **kwargs):
+            try:
+                yield from method(self, *args, **kwargs)
+            except _CONNECTION_ERRORS as exc:
+                raise explain(self, exc) from None
+
+        return generator
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except _CONNECTION_ERRORS as exc:
+            raise explain(self, exc) from None
+
+    return call
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [ConnectionError]
+    try:
+        import httpx
+
+        errors.append(httpx.TransportError)
+    except ImportError:  # pragma: no cover - httpx comes with chromadb
+        pass
+    return tuple(errors)
+
+
+_CONNECTION_ERRORS = _connection_errors()
+
+
+def _explain_connection_errors(cls: type) -> type:
+    """Wrap every method that talks to Chroma so a dropped connection reads as one line."""
+    for name, member in list(vars(cls).items()):
+        if inspect.isfunction(member) and not name.startswith("__"):
+            setattr(cls, name, _lost_server(member))
+    return cls
+
+
+@_explain_connection_errors
+class ChromaStore:
+    """A Chroma collection of chunks: a local persistent folder, or a Chroma server (`index.server`)."""
+
+    def __init__(self, path: Path, collection: str, *, create: bool, server: str | None = None) -> None:
         _telemetry_off()
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
         self.path = path
+        self.server = server
         self.collection_name = collection
         # Each abstract sentence's vector, computed at ingest so answering need not embed evidence.
         self.sentence_collection_name = f"{collection}-sentences"
         self._sentences = None
+        self._collection = None
+        chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+        if server is not None:
+            host, port, ssl = parse_server(server)
+            self.where = f"the Chroma server at {host}:{port}"
+            try:  # this client's own state (BM25 catalog, ingest lock) stays local
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise IndexStoreError(f"cannot create the local folder {path} ({exc.strerror})") from None
+            try:
+                self._client = chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=chroma_settings)
+            except Exception as exc:  # noqa: BLE001 - connection failures surface as ValueError or httpx errors
+                raise IndexStoreError(
+                    f"cannot reach the Chroma server at {host}:{port} ({_one_line(exc)}); start one with "
+                    f"`chroma run --host {host} --port {port} --path DIR`, or check index.server"
+                ) from None
+            return
+        self.where = f"the index at {path}"
         if not create and not path.is_dir():
             raise IndexStoreError(f"no index at {path}; run `rag ingest` first")
         if path.exists() and not path.is_dir():
@@ -86,14 +173,11 @@ class ChromaStore:
             )
         try:
             path.mkdir(parents=True, exist_ok=True)
-            self._client = chromadb.PersistentClient(
-                path=str(path), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-            )
+            self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
         except PermissionError:
             raise IndexStoreError(f"cannot write the index at {path}: permission denied") from None
         except Exception as exc:  # noqa: BLE001 - Chroma raises many types for a broken folder
             raise IndexStoreError(f"cannot open the index at {path} ({_one_line(exc)})") from None
-        self._collection = None
 
     # --- collection and its identity ---------------------------------------------------------
 
@@ -262,6 +346,8 @@ class ChromaStore:
             collection = self._client.get_collection(self.collection_name, embedding_function=None)
             chunks = collection.count()
             papers = len(collection.get(where={"chunk_index": 0}, include=[])["ids"])
+        if self.server is not None:
+            return StoreStats(self.server, self.collection_name, model, dimension, papers, chunks, None)
         size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         return StoreStats(str(self.path), self.collection_name, model, dimension, papers, chunks, size)
 

@@ -46,6 +46,17 @@ def seed_library(tmp_path_factory, embedder):
     return library
 
 
+@pytest.fixture(scope="session")
+def openai_server(tmp_path_factory):
+    """llama-cpp-python's OpenAI-compatible server with the embedded model, on 127.0.0.1."""
+    from rag.models import PACKAGED_MODELS, ensure_joined
+    from tests.servers import llama_server
+
+    gguf = ensure_joined(PACKAGED_MODELS["qwen2.5-coder-0.5b-instruct"], load_settings(env={}).llm.model_dir)
+    with llama_server(gguf, "qwen-0.5b", tmp_path_factory.mktemp("llama-server") / "server.log") as base_url:
+        yield base_url
+
+
 def write_jsonl(path: Path, papers) -> Path:
     with path.open("w", encoding="utf-8") as handle:
         for paper in papers:

@@ -9,7 +9,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -226,55 +225,6 @@ def test_cli_chat_two_turns(seed_library):
 
 
 # --- a real OpenAI-compatible server: llama-cpp-python's, on 127.0.0.1 ------------------------------
-
-
-@pytest.fixture(scope="module")
-def openai_server(tmp_path_factory):
-    from rag.models import PACKAGED_MODELS, ensure_joined
-
-    gguf = ensure_joined(PACKAGED_MODELS["qwen2.5-coder-0.5b-instruct"], load_settings(env={}).llm.model_dir)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(gguf),
-            "--model_alias",
-            "qwen-0.5b",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "4096",
-            "--chat_format",
-            "chatml",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"llama_cpp.server exited with {server.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        server.kill()
-        pytest.fail("llama_cpp.server did not start listening")
-    yield f"http://127.0.0.1:{port}/v1"
-    server.terminate()
-    server.wait(timeout=30)
-    log.close()
 
 
 def test_openai_backend_streams_from_a_real_server(seed_library, openai_server, monkeypatch):

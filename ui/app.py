@@ -94,7 +94,8 @@ def stats_markdown(library: Library) -> str:
         return f"**Index:** {escape(str(exc))}"
     return (
         f"**Index:** {stats.papers} papers, {stats.chunks} chunks, model `{stats.model}`, "
-        f"{stats.size_bytes / 1e6:.1f} MB at `{escape(stats.path)}`"
+        + (f"{stats.size_bytes / 1e6:.1f} MB at " if stats.size_bytes is not None else "on the server ")
+        + f"`{escape(stats.path)}`"
     )
 
 

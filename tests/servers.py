@@ -1,0 +1,105 @@
+"""Real servers for tests, each on 127.0.0.1 and stopped afterwards: Chroma's and llama-cpp-python's."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(process: subprocess.Popen, port: int, log: Path, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError(f"server did not listen on 127.0.0.1:{port} within {timeout_s:.0f}s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def chroma_binary() -> str:
+    found = Path(sys.executable).with_name("chroma")
+    return str(found) if found.exists() else (shutil.which("chroma") or "chroma")
+
+
+def start_chroma(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
+    """`chroma run` (the server inside the chromadb wheel) on 127.0.0.1:port, storing in data_dir."""
+    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+    process = subprocess.Popen(
+        [chroma_binary(), "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(data_dir)],
+        stdout=log.open("a"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    wait_listening(process, port, log, timeout_s=60)
+    return process
+
+
+@contextmanager
+def chroma_server(data_dir: Path, log: Path) -> Iterator[str]:
+    port = free_port()
+    process = start_chroma(data_dir, port, log)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)
+
+
+@contextmanager
+def llama_server(gguf: Path, alias: str, log: Path, *, n_ctx: int = 4096) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server; yields its /v1 base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--model_alias",
+            alias,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            str(n_ctx),
+            "--chat_format",
+            "chatml",
+        ],
+        stdout=log.open("a"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
+    )
+    try:
+        wait_listening(process, port, log)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        stop(process)
