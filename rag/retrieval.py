@@ -10,7 +10,6 @@ of the best chunk, whatever the mode, because answering calibrates its refusal t
 from __future__ import annotations
 
 import threading
-
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 

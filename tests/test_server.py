@@ -63,15 +63,23 @@ def test_ingest_search_and_ask_through_a_chroma_server(chroma, subset, tmp_path)
     assert "24" in stats.stdout and chroma["url"] in stats.stdout and "held by the server" in stats.stdout
 
     search = run_cli(
-        "search", "Is there work that drops all visual tokens partway through an MLLM?", "--json",
-        index=client, extra_env=env,
+        "search",
+        "Is there work that drops all visual tokens partway through an MLLM?",
+        "--json",
+        index=client,
+        extra_env=env,
     )
     assert search.returncode == 0, search.stderr
     assert DYVTE_TITLE in [r["title"] for r in json.loads(search.stdout)["results"][:3]]
 
     ask = run_cli(
-        "ask", "How many languages does the mOSCAR corpus cover?", "--json", "--profile", "test",
-        index=client, extra_env=env,
+        "ask",
+        "How many languages does the mOSCAR corpus cover?",
+        "--json",
+        "--profile",
+        "test",
+        index=client,
+        extra_env=env,
     )
     assert ask.returncode == 0, ask.stderr
     answer = json.loads(ask.stdout)
@@ -84,7 +92,9 @@ def test_second_client_rebuilds_its_keyword_catalog_from_the_server(chroma, subs
     first = Library(load_settings(overrides={"index.server": chroma["url"], "index.path": str(tmp_path / "a")}, env={}))
     first._embedder = embedder
     first.ingest([subset], progress=False)
-    second = Library(load_settings(overrides={"index.server": chroma["url"], "index.path": str(tmp_path / "b")}, env={}))
+    second = Library(
+        load_settings(overrides={"index.server": chroma["url"], "index.path": str(tmp_path / "b")}, env={})
+    )
     second._embedder = embedder
     hits = second.search("multilingual multimodal document corpus languages", mode="bm25", k=3)
     assert hits[0].title == MOSCAR
