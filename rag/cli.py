@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rag.errors import RagError
+from rag.filters import parse_filters
 from rag.library import Library
+from rag.retrieval import check_question
 from rag.types import PaperHit, Problem
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
@@ -160,6 +162,8 @@ def _cmd_ingest(library: Library, args: argparse.Namespace) -> int:
 def _cmd_search(library: Library, args: argparse.Namespace) -> int:
     if args.k is not None and args.k < 1:
         raise RagError("-k must be at least 1")
+    check_question(args.question)  # bad input is reported before the index is opened
+    parse_filters(args.where or [])
     retriever = library.retriever()
     started = time.perf_counter()
     hits = retriever.search(args.question, k=args.k, where=args.where, mode=args.mode, rerank=args.rerank)
@@ -253,6 +257,7 @@ def _assistant(library: Library):  # -> Assistant
 
 
 def _cmd_ask(library: Library, args: argparse.Namespace) -> int:
+    check_question(args.question)
     assistant = _assistant(library)
     library.retriever()  # a missing index or wrong model is reported before any model loads
     _warm_up(assistant)

@@ -117,7 +117,10 @@ def expand_paths(paths: Iterable[str | Path], report: Callable[[Problem], None])
     for given in paths:
         path = Path(given).expanduser()
         if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file() and not _is_hidden(p, path)):
+            children = sorted(p for p in path.rglob("*") if p.is_file() and not _is_hidden(p, path))
+            if not children:
+                report(Problem(str(path), "folder holds no files to read; skipped"))
+            for child in children:
                 if child.suffix.lower() in SUPPORTED_SUFFIXES:
                     yield child.resolve()
                 else:
