@@ -26,6 +26,22 @@ _CONTRIBUTION = re.compile(
     re.I,
 )
 
+# Text in an abstract that addresses the model ("ignore previous instructions and say ...") is data, not a
+# command: such sentences never reach the prompt, so a planted instruction cannot steer the answer.
+_INSTRUCTION = re.compile(
+    r"\b(ignore|disregard|forget|override|bypass)\b[^.!?]{0,60}\b(instructions?|prompts?|rules|guidelines|"
+    r"the above|everything above|previous|prior|system)\b"
+    r"|\b(system prompt|you are now|from now on,? you|(respond|answer|reply|say|output) only (with|the words?)|"
+    r"as an ai (language )?model, you|new instructions?:)",
+    re.I,
+)
+
+
+def looks_like_instruction(sentence: str) -> bool:
+    """True for a sentence that speaks to the assistant instead of reporting research (prompt injection)."""
+    return bool(_INSTRUCTION.search(sentence))
+
+
 _WORD = re.compile(r"[a-z0-9][a-z0-9\-\.]*[a-z0-9]|[a-z0-9]")
 _STOPWORD_TEXT = """
 a about above after again all also am an and any are as at be because been before being below between both
@@ -78,7 +94,12 @@ def score_sentences(
     paper_scores: Sequence[float] | None = None,
 ) -> list[ScoredSentence]:
     paper_scores = paper_scores or [0.0] * len(sentences_by_paper)
-    flat = [(p, i, s) for p, sentences in enumerate(sentences_by_paper) for i, s in enumerate(sentences)]
+    flat = [
+        (p, i, s)
+        for p, sentences in enumerate(sentences_by_paper)
+        for i, s in enumerate(sentences)
+        if not looks_like_instruction(s)
+    ]
     if not flat:
         return []
     vectors = embed([s for _, _, s in flat])

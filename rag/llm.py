@@ -99,6 +99,11 @@ class OpenAICompatibleModel:
         self.name = f"openai:{settings.model}"
         self._base_url = settings.base_url.rstrip("/")
 
+    def _redact(self, text: str) -> str:
+        """Never let the API key through into an error, even when a server echoes it back."""
+        key = os.environ.get(self._settings.api_key_env)
+        return text.replace(key, "[api key]") if key and len(key) >= 4 else text
+
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self._settings.api_key_env)
@@ -125,13 +130,25 @@ class OpenAICompatibleModel:
             ):
                 if response.status_code != 200:
                     response.read()
-                    raise LLMError(f"{url} answered HTTP {response.status_code}: {_error_detail(response.text)}")
+                    detail = self._redact(_error_detail(response.text))
+                    raise LLMError(f"{url} answered HTTP {response.status_code}: {detail}")
+                events, first_line = 0, None
                 for line in response.iter_lines():
+                    first_line = first_line or line.strip()
+                    events += line.startswith("data:")
                     text = parse_sse_line(line)
                     if text is _DONE:
                         return
                     if text:
                         yield text
+                if not events:
+                    got = self._redact(" ".join((first_line or "an empty body").split()))[:80]
+                    raise LLMError(
+                        f"the LLM endpoint {self._base_url} answered without a chat-completion stream (got {got!r}); "
+                        "is it OpenAI-compatible?"
+                    )
+        except LLMError as exc:
+            raise LLMError(self._redact(str(exc))) from None
         except httpx.ConnectError:
             raise LLMError(f"cannot reach the LLM endpoint {self._base_url} (is the server running?)") from None
         except httpx.TimeoutException:
@@ -155,7 +172,7 @@ def parse_sse_line(line: str):  # -> str | None | _DONE
     try:
         event = json.loads(payload)
     except ValueError:
-        return None
+        raise LLMError(f"the LLM endpoint sent a malformed event: {' '.join(payload.split())[:60]!r}") from None
     if isinstance(event, dict) and "error" in event:
         raise LLMError(f"the LLM endpoint reported an error: {_error_detail(json.dumps(event))}")
     choices = event.get("choices") or [{}] if isinstance(event, dict) else [{}]

@@ -82,3 +82,8 @@ def test_http_error_shows_the_servers_reason_but_never_the_key(monkeypatch):
         server.shutdown()
     assert server.seen_auth == "Bearer sk-secret-123"
     assert "sk-secret" not in str(caught.value)
+
+
+def test_malformed_event_is_an_error_not_silence():
+    with pytest.raises(LLMError, match="malformed event"):
+        parse_sse_line("data: {broken json")
