@@ -122,6 +122,15 @@ class PaperCatalog:
 
     def refresh(self, store: ChromaStore) -> int:
         """Bring the catalog in line with Chroma; returns how many papers were (re)tokenized or dropped."""
+        try:
+            return self._refresh(store)
+        except sqlite3.Error as exc:
+            raise IndexStoreError(
+                f"cannot update the paper catalog at {self.path} ({exc}); is the disk full or the folder read-only? "
+                "It is rebuilt from the index by the next search or ingest"
+            ) from None
+
+    def _refresh(self, store: ChromaStore) -> int:
         if self._state("title_weight") != str(self.title_weight):
             self._db.execute("DELETE FROM papers WHERE collection=?", (self.collection,))
         known = {

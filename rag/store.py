@@ -82,9 +82,12 @@ def _lost_server(method: Callable) -> Callable:
     """Turn a connection failure inside a store method into one line naming the server (or folder)."""
 
     def explain(self, exc: BaseException) -> IndexStoreError:
-        if self.server is not None:
+        if self.server is not None and isinstance(exc, _CONNECTION_ERRORS):
             return IndexStoreError(f"lost {self.where} ({_one_line(exc)}); is `chroma run` still up?")
-        return IndexStoreError(f"{self.where} failed ({_one_line(exc)})")
+        return IndexStoreError(
+            f"{self.where} failed ({_one_line(exc)}); is the disk full or the folder read-only? What was "
+            "committed is kept: run the command again once that is fixed"
+        )
 
     if inspect.isgeneratorfunction(method):
 
@@ -92,7 +95,7 @@ def _lost_server(method: Callable) -> Callable:
         def generator(self, *args, **kwargs):
             try:
                 yield from method(self, *args, **kwargs)
-            except _CONNECTION_ERRORS as exc:
+            except _STORE_ERRORS as exc:
                 raise explain(self, exc) from None
 
         return generator
@@ -101,24 +104,27 @@ def _lost_server(method: Callable) -> Callable:
     def call(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except _CONNECTION_ERRORS as exc:
+        except _STORE_ERRORS as exc:
             raise explain(self, exc) from None
 
     return call
 
 
 def _connection_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [ConnectionError]
-    try:
-        import httpx
+    import httpx
 
-        errors.append(httpx.TransportError)
-    except ImportError:  # pragma: no cover - httpx comes with chromadb
-        pass
-    return tuple(errors)
+    return (ConnectionError, httpx.TransportError)
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    """Failures of the storage itself: lost connections, and Chroma or the OS failing to read or write."""
+    from chromadb.errors import InternalError
+
+    return (*_CONNECTION_ERRORS, InternalError, OSError)
 
 
 _CONNECTION_ERRORS = _connection_errors()
+_STORE_ERRORS = _store_errors()
 
 
 def _explain_connection_errors(cls: type) -> type:
@@ -177,6 +183,11 @@ class ChromaStore:
         except PermissionError:
             raise IndexStoreError(f"cannot write the index at {path}: permission denied") from None
         except Exception as exc:  # noqa: BLE001 - Chroma raises many types for a broken folder
+            if "readonly" in str(exc).lower() or "read-only" in str(exc).lower():
+                raise IndexStoreError(
+                    f"the index at {path} is read-only, and Chroma writes to its folder even to search; copy it "
+                    "to a writable folder (and set index.path) or make it writable"
+                ) from None
             raise IndexStoreError(f"cannot open the index at {path} ({_one_line(exc)})") from None
 
     # --- collection and its identity ---------------------------------------------------------

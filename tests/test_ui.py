@@ -202,3 +202,22 @@ def test_bad_upload_gives_a_readable_message(page, tmp_path):
     assert "Traceback" not in page.content()
     assert "1 new or changed" not in shown
     _shot(page, "08-bad-upload")
+
+
+def test_oversized_upload_is_refused_and_nothing_is_ingested(page, tmp_path):
+    big = tmp_path / "huge.jsonl"
+    line = json.dumps({"title": "Oversized upload", "abstract": "x " * 500}) + "\n"
+    big.write_text(line * (21_000_000 // len(line) + 1))  # over ui.max_upload_mb (20 MB)
+    page.get_by_role("tab", name="Ingest").click()
+    stats_before = page.locator("#index-stats").inner_text()
+    page.set_input_files("#upload input[type=file]", str(big))
+    page.click("#ingest")
+    page.wait_for_function(
+        "/refused|larger than|Choose one/.test(document.querySelector('#ingest-report')?.innerText || '')"
+        " || document.querySelectorAll('.toast-body').length > 0",
+        timeout=60_000,
+    )
+    shown = page.locator("#ingest-report").inner_text() + " ".join(page.locator(".toast-body").all_inner_texts())
+    assert "Ingested" not in shown and "Traceback" not in page.content(), shown
+    assert page.locator("#index-stats").inner_text() == stats_before
+    _shot(page, "09-oversized-upload")
