@@ -89,19 +89,26 @@ def _embed(args) -> None:
     print(json.dumps(info))
 
 
-class PrecomputedEmbedder:
-    """An embedder that answers from vectors computed elsewhere and falls back to the real model."""
+class StandInEmbedder:
+    """Stands in for the real embedder at ingest: its identity and tokenizer, vectors from elsewhere."""
 
-    def __init__(self, base, table: dict[str, np.ndarray]) -> None:
+    def __init__(self, base) -> None:
         self._base = base
-        self._table = table
         self.model_name = base.model_name
         self.dimension = base.dimension
         self.max_tokens = base.max_tokens
-        self.misses = 0
 
     def count_tokens(self, texts):
         return self._base.count_tokens(texts)
+
+
+class PrecomputedEmbedder(StandInEmbedder):
+    """Vectors computed elsewhere (a GPU), looked up by text; the real model embeds any text not found."""
+
+    def __init__(self, base, table: dict[str, np.ndarray]) -> None:
+        super().__init__(base)
+        self._table = table
+        self.misses = 0
 
     def embed(self, texts):
         missing = [t for t in texts if t not in self._table]

@@ -18,6 +18,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,6 +40,39 @@ def golden_questions() -> list[tuple[str, set[str]]]:
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+def measure_search(search: Callable[[str], list[str]], questions: list[tuple[str, set[str]]]) -> dict:
+    """Latency and hit@1 / hit@5 of a search that returns ranked paper titles, after one warm-up call."""
+    search("warm-up")
+    latencies, hits1, hits5 = [], [], []
+    for question, gold in questions:
+        started = time.perf_counter()
+        titles = search(question)
+        latencies.append((time.perf_counter() - started) * 1000)
+        ranked = list(dict.fromkeys(title_key(t) for t in titles))
+        hits1.append(hit_at_k(ranked, gold, 1))
+        hits5.append(hit_at_k(ranked, gold, 5))
+    return {
+        "search_ms_p50": round(statistics.median(latencies), 1),
+        "search_ms_p95": round(percentile(latencies, 95), 1),
+        "hit@1": round(statistics.mean(hits1), 3),
+        "hit@5": round(statistics.mean(hits5), 3),
+        "questions": len(questions),
+    }
+
+
+def result_row(system: str, papers: int, nodes: int, ingest_s: float, search: dict, ask: list[dict]) -> dict:
+    """One system's figures, the same keys for this project and the quickstart."""
+    return {
+        "system": system,
+        "papers": papers,
+        "nodes": nodes,
+        "ingest_s": round(ingest_s, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **search,
+        "ask": ask,
+    }
 
 
 def main() -> None:
@@ -68,15 +102,7 @@ def main() -> None:
 
     retriever = index.as_retriever(similarity_top_k=5)
     questions = golden_questions()
-    retriever.retrieve("warm-up")
-    latencies, hits1, hits5 = [], [], []
-    for question, gold in questions:
-        t0 = time.perf_counter()
-        found = retriever.retrieve(question)
-        latencies.append((time.perf_counter() - t0) * 1000)
-        ranked = list(dict.fromkeys(title_key(n.node.metadata["title"]) for n in found))
-        hits1.append(hit_at_k(ranked, gold, 1))
-        hits5.append(hit_at_k(ranked, gold, 5))
+    searched = measure_search(lambda q: [n.node.metadata["title"] for n in retriever.retrieve(q)], questions)
 
     ask = []
     if args.ask:
@@ -98,20 +124,7 @@ def main() -> None:
             done = time.perf_counter()
             ask.append({"first_token_s": (first or done) - t0, "total_s": done - t0})
 
-    result = {
-        "system": "LlamaIndex quickstart",
-        "papers": len(papers),
-        "nodes": nodes,
-        "ingest_s": round(ingest_s, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "search_ms_p50": round(statistics.median(latencies), 1),
-        "search_ms_p95": round(percentile(latencies, 95), 1),
-        "hit@1": round(statistics.mean(hits1), 3),
-        "hit@5": round(statistics.mean(hits5), 3),
-        "questions": len(questions),
-        "ask": ask,
-    }
-    print(json.dumps(result))
+    print(json.dumps(result_row("LlamaIndex quickstart", len(papers), nodes, ingest_s, searched, ask)))
 
 
 if __name__ == "__main__":

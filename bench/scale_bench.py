@@ -43,27 +43,21 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from quickstart_baseline import golden_questions, percentile  # noqa: E402
+from gpu_vectors import StandInEmbedder  # noqa: E402
+from quickstart_baseline import golden_questions, measure_search, percentile, result_row  # noqa: E402
 
-from eval.metrics import hit_at_k, title_key  # noqa: E402
 from rag.chunking import split_sentences  # noqa: E402
 from rag.config import load_settings  # noqa: E402
 from rag.library import Library  # noqa: E402
 
 
-class ComposedEmbedder:
+class ComposedEmbedder(StandInEmbedder):
     """Chunk vectors as the normalised mean of known sentence vectors; tokenizers from the real model."""
 
     def __init__(self, base, table: dict[str, np.ndarray]) -> None:
-        self._base = base
+        super().__init__(base)
         self._table = table
-        self.model_name = base.model_name
-        self.dimension = base.dimension
-        self.max_tokens = base.max_tokens
         self.unknown = 0
-
-    def count_tokens(self, texts):
-        return self._base.count_tokens(texts)
 
     def _vector(self, text: str) -> np.ndarray:
         body = text.split("\n", 1)[-1]  # the title line is synthetic; its words are in the BM25 index
@@ -156,15 +150,7 @@ def ours_on_builtin(work: Path, ask: int) -> dict:
     library.embedder.embed(["warm-up"])  # model load is not ingest
     report = library.ingest(progress=False)
     questions = golden_questions()
-    library.search("warm-up")
-    latencies, hits1, hits5 = [], [], []
-    for question, gold in questions:
-        started = time.perf_counter()
-        hits = library.search(question, k=5)
-        latencies.append((time.perf_counter() - started) * 1000)
-        ranked = [title_key(h.title) for h in hits]
-        hits1.append(hit_at_k(ranked, gold, 1))
-        hits5.append(hit_at_k(ranked, gold, 5))
+    searched = measure_search(lambda q: [h.title for h in library.search(q, k=5)], questions)
     asked = []
     if ask:
         from rag.answering import Assistant
@@ -172,23 +158,10 @@ def ours_on_builtin(work: Path, ask: int) -> dict:
         assistant = Assistant.from_config(library=library)
         assistant.ask("warm-up: what is a visual token?")
         for question, _ in questions[:ask]:
-            answer = assistant.ask(question)
-            asked.append(
-                {"first_token_s": answer.timings["first_token_ms"] / 1000, "total_s": answer.timings["total_ms"] / 1000}
-            )
-    return {
-        "system": "paper-rag (default settings)",
-        "papers": report.papers_embedded,
-        "nodes": report.chunks_embedded,
-        "ingest_s": round(report.seconds, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "search_ms_p50": round(statistics.median(latencies), 1),
-        "search_ms_p95": round(percentile(latencies, 95), 1),
-        "hit@1": round(statistics.mean(hits1), 3),
-        "hit@5": round(statistics.mean(hits5), 3),
-        "questions": len(questions),
-        "ask": asked,
-    }
+            timings = assistant.ask(question).timings
+            asked.append({"first_token_s": timings["first_token_ms"] / 1000, "total_s": timings["total_ms"] / 1000})
+    name = "paper-rag (default settings)"
+    return result_row(name, report.papers_embedded, report.chunks_embedded, report.seconds, searched, asked)
 
 
 # --- the orchestrating process ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Real servers for tests, each on 127.0.0.1 and stopped afterwards: Chroma's and llama-cpp-python's."""
+"""Real servers for tests, each on 127.0.0.1 and stopped afterwards: Chroma's, llama-cpp-python's, `rag ui`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -103,3 +105,31 @@ def llama_server(gguf: Path, alias: str, log: Path, *, n_ctx: int = 4096) -> Ite
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         stop(process)
+
+
+def start_rag_ui(repo: Path, index: Path, log: Path, extra_env: dict) -> tuple[subprocess.Popen, str, int]:
+    """`rag ui` on a free loopback port over `index`; returns once the page answers (a login page counts)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update({"RAG_INDEX__PATH": str(index), "PYTHONUNBUFFERED": "1", **extra_env})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "ui", "--port", str(port)],
+        cwd=repo,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"rag ui exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return process, url, port
+        except urllib.error.HTTPError:
+            return process, url, port  # it answers; a login page may say 401
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError("rag ui did not answer within 180 s")

@@ -9,16 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.servers import start_rag_ui, stop
 
 pytestmark = pytest.mark.slow
 
@@ -28,44 +25,16 @@ QUESTION = "Is there a benchmark for matching objects across images for MLLMs?"
 XSS_TITLE = "Zebra stripes <img src=x onerror=alert(1)> under infrared light"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ui_url(seed_library, tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
     index = tmp_path_factory.mktemp("ui") / "index"
     shutil.copytree(seed_library.settings.index_path, index)  # uploads must not touch the shared index
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update({"RAG_INDEX__PATH": str(index), "RAG_PROFILE": "test", "PYTHONUNBUFFERED": "1"})
-    log = (tmp_path_factory.mktemp("ui-log") / "server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "ui", "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"rag ui exited with {server.returncode}: {Path(log.name).read_text()[-2000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        server.kill()
-        pytest.fail("rag ui did not answer within 180 s")
+    log = tmp_path_factory.mktemp("ui-log") / "server.log"
+    server, url, _port = start_rag_ui(REPO, index, log, {"RAG_PROFILE": "test"})
     yield url
-    server.terminate()
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.kill()
+    stop(server)
 
 
 @pytest.fixture(scope="module")
@@ -186,20 +155,25 @@ def test_upload_a_paper_then_ask_about_it_with_inert_html(page, tmp_path):
     _shot(page, "07-uploaded-paper-cited")
 
 
-def test_bad_upload_gives_a_readable_message(page, tmp_path):
-    (tmp_path / "evil.exe").write_bytes(b"MZ\x00\x01binary")
+def _upload_refused(page, path) -> str:
+    """Upload a file the app must refuse; returns what the page said (its report or Gradio's toast)."""
     page.get_by_role("tab", name="Ingest").click()
-    page.set_input_files("#upload input[type=file]", str(tmp_path / "evil.exe"))
+    page.set_input_files("#upload input[type=file]", str(path))
     page.click("#ingest")
-    # Either Gradio refuses the type at upload (a toast) or the app does (its report); both are one readable line.
+    # Either Gradio refuses the file at upload (a toast) or the app does (its report); both are one readable line.
     page.wait_for_function(
-        "/refused|Choose one/.test(document.querySelector('#ingest-report')?.innerText || '')"
+        "/refused|larger than|Choose one/.test(document.querySelector('#ingest-report')?.innerText || '')"
         " || document.querySelectorAll('.toast-body').length > 0",
         timeout=60_000,
     )
-    shown = page.locator("#ingest-report").inner_text() + " ".join(page.locator(".toast-body").all_inner_texts())
-    assert "evil.exe" in shown or "Invalid file type" in shown or "Choose one" in shown, shown
     assert "Traceback" not in page.content()
+    return page.locator("#ingest-report").inner_text() + " ".join(page.locator(".toast-body").all_inner_texts())
+
+
+def test_bad_upload_gives_a_readable_message(page, tmp_path):
+    (tmp_path / "evil.exe").write_bytes(b"MZ\x00\x01binary")
+    shown = _upload_refused(page, tmp_path / "evil.exe")
+    assert "evil.exe" in shown or "Invalid file type" in shown or "Choose one" in shown, shown
     assert "1 new or changed" not in shown
     _shot(page, "08-bad-upload")
 
@@ -210,14 +184,7 @@ def test_oversized_upload_is_refused_and_nothing_is_ingested(page, tmp_path):
     big.write_text(line * (21_000_000 // len(line) + 1))  # over ui.max_upload_mb (20 MB)
     page.get_by_role("tab", name="Ingest").click()
     stats_before = page.locator("#index-stats").inner_text()
-    page.set_input_files("#upload input[type=file]", str(big))
-    page.click("#ingest")
-    page.wait_for_function(
-        "/refused|larger than|Choose one/.test(document.querySelector('#ingest-report')?.innerText || '')"
-        " || document.querySelectorAll('.toast-body').length > 0",
-        timeout=60_000,
-    )
-    shown = page.locator("#ingest-report").inner_text() + " ".join(page.locator(".toast-body").all_inner_texts())
-    assert "Ingested" not in shown and "Traceback" not in page.content(), shown
+    shown = _upload_refused(page, big)
+    assert "Ingested" not in shown, shown
     assert page.locator("#index-stats").inner_text() == stats_before
     _shot(page, "09-oversized-upload")

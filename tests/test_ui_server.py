@@ -12,8 +12,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -24,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.servers import free_port, stop
+from tests.servers import start_rag_ui, stop
 
 pytestmark = pytest.mark.slow
 
@@ -38,35 +36,6 @@ QUESTIONS = [
     "How can visual token pruning speed up multimodal models?",
     "What datasets are used for multimodal entity linking?",
 ]
-
-
-def _start_ui(index: Path, log: Path, extra_env: dict) -> tuple[subprocess.Popen, str, int]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update({"RAG_INDEX__PATH": str(index), "PYTHONUNBUFFERED": "1", **extra_env})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "ui", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"rag ui exited with {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except urllib.error.HTTPError:
-            break  # it answers (a login page may say 401)
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("rag ui did not start")
-    return process, url, port
 
 
 def _request(question: str) -> tuple:
@@ -103,7 +72,7 @@ def index_copy(seed_library, tmp_path_factory):
 def test_twenty_users_for_a_minute_no_errors_and_flat_memory(index_copy, tmp_path):
     from gradio_client import Client
 
-    process, url, port = _start_ui(index_copy, tmp_path / "ui.log", {"RAG_PROFILE": "extractive"})
+    process, url, port = start_rag_ui(REPO, index_copy, tmp_path / "ui.log", {"RAG_PROFILE": "extractive"})
     try:
         assert _listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only
         latencies: list[float] = []
@@ -168,7 +137,7 @@ def test_login_keeps_the_page_and_its_api_closed_without_the_password(index_copy
     from gradio_client import Client
 
     env = {"RAG_PROFILE": "extractive", "RAG_UI__AUTH_USER": "alice", "RAG_UI_PASSWORD": "correct horse"}
-    process, url, _port = _start_ui(index_copy, tmp_path / "ui.log", env)
+    process, url, _port = start_rag_ui(REPO, index_copy, tmp_path / "ui.log", env)
     try:
 
         def login(password: str) -> int:
