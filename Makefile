@@ -13,7 +13,7 @@ export OMP_WAIT_POLICY := PASSIVE
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test lint bench clean browser
+.PHONY: setup run test lint bench bench-scale clean browser
 
 setup: $(VENV)/.installed
 
@@ -47,6 +47,11 @@ test: setup lint browser
 
 bench: setup
 	$(BIN)/python bench/ingest_bench.py
+
+# Ingest vs raw encode, this project vs a LlamaIndex quickstart, 1k/10k/100k synthetic corpora (~30 min).
+bench-scale: setup
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/scale_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
