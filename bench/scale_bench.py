@@ -14,8 +14,10 @@
 
 Embedding 100k papers with MiniLM on 2 CPU cores would take over a day, so the synthetic corpora's
 chunk vectors are composed: every synthetic sentence is a real abstract sentence whose MiniLM vector
-was computed once (on a GPU: `bench/gpu_vectors.py embed` over `bench/synth_corpus.py --pool-texts`,
-or on this machine when absent), and a chunk's vector is the normalised mean of its sentences'. The
+was computed once and kept in --pool (default ~/.cache/paper-rag/scale-pool): on a GPU with
+`bench/synth_corpus.py --pool-texts POOL` then `bench/gpu_vectors.py embed POOL MODEL_DIR POOL`, or
+here on the first run (~46k short sentences: minutes to half an hour on 2 cores). A chunk's vector
+is the normalised mean of its sentences'. The
 pipeline around the encoder (parsing, chunking with both tokenizers, Chroma writes, the BM25 catalog)
 runs for real; the encoder's own cost is measured in step 1. With a CUDA GPU, step 1 embeds there.
 """
@@ -76,14 +78,23 @@ class ComposedEmbedder(StandInEmbedder):
         return np.stack([self._vector(t) for t in texts]).astype(np.float32)
 
 
-def load_pool_table(texts_dir: Path, vectors_dir: Path, library: Library) -> dict[str, np.ndarray]:
-    with gzip.open(texts_dir / "texts.json.gz", "rt", encoding="utf-8") as handle:
+def load_pool_table(pool: Path, library: Library) -> dict[str, np.ndarray]:
+    """Pool sentence -> vector; vectors made elsewhere (a GPU) are used, else made here once and kept."""
+    with gzip.open(pool / "texts.json.gz", "rt", encoding="utf-8") as handle:
         texts = json.load(handle)
-    parts = sorted(vectors_dir.glob("vectors-*.npy"))
-    # Without GPU-made vectors the pool is embedded here (about 30 minutes on 2 cores).
-    matrix = np.concatenate([np.load(p).astype(np.float32) for p in parts]) if parts else library.embedder.embed(texts)
+    parts = sorted(pool.glob("vectors-*.npy"))
+    if parts:
+        matrix = np.concatenate([np.load(p).astype(np.float32) for p in parts])
+    else:
+        started = time.perf_counter()
+        matrix = library.embedder.embed(texts)
+        np.save(pool / "vectors-00.npy", matrix.astype(np.float16))
+        seconds = time.perf_counter() - started
+        info = {"texts": len(texts), "seconds": round(seconds, 2), "texts_per_s": round(len(texts) / seconds, 1)}
+        info |= {"device": library.embedder.device, "weights_dtype": "float32"}
+        (pool / "embed.json").write_text(json.dumps(info, indent=2))
     if len(matrix) != len(texts):
-        raise SystemExit(f"{len(texts)} pool texts but {len(matrix)} vectors in {vectors_dir}")
+        raise SystemExit(f"{len(texts)} pool texts but {len(matrix)} vectors in {pool}")
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
     return dict(zip(texts, matrix, strict=True))
 
@@ -105,7 +116,7 @@ def time_searches(library: Library, questions: list[str], mode: str, k: int = 10
 # --- one synthetic size, in its own process ------------------------------------------------------------
 
 
-def scale_one(papers: int, work: Path, pool_texts: Path, pool_vectors: Path) -> dict:
+def scale_one(papers: int, work: Path, pool: Path) -> dict:
     from synth_corpus import find_scifact, load_pool, write_corpus
 
     corpus = work / f"synth-{papers}.jsonl"
@@ -115,7 +126,7 @@ def scale_one(papers: int, work: Path, pool_texts: Path, pool_vectors: Path) -> 
     shutil.rmtree(index, ignore_errors=True)
     library = Library(load_settings(overrides={"index.path": str(index), "index.batch_papers": 256}, env={}))
     real = library.embedder
-    composed = ComposedEmbedder(real, load_pool_table(pool_texts, pool_vectors, library))
+    composed = ComposedEmbedder(real, load_pool_table(pool, library))
     library._embedder = composed
     rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report = library.ingest([corpus], progress=True)
@@ -189,8 +200,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scale")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a new temp folder)")
-    parser.add_argument("--pool-texts", type=Path, default=REPO / ".gpu" / "pool")
-    parser.add_argument("--pool-vectors", type=Path, default=REPO / ".gpu" / "pool-vectors")
+    parser.add_argument(
+        "--pool",
+        type=Path,
+        default=Path.home() / ".cache" / "paper-rag" / "scale-pool",
+        help="sentence pool: texts.json.gz and vectors-*.npy (made here when absent)",
+    )
     parser.add_argument("--ask", type=int, default=5, help="questions answered end to end by each system")
     parser.add_argument("--skip-builtin", action="store_true", help="reuse OUT/ingest.json when there is one")
     parser.add_argument("--skip-quickstart", action="store_true")
@@ -200,7 +215,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     if args.step:
         if args.step.startswith("scale:"):
-            result = scale_one(int(args.step[6:]), work, args.pool_texts, args.pool_vectors)
+            result = scale_one(int(args.step[6:]), work, args.pool)
         else:
             result = ours_on_builtin(work, args.ask)
         print(json.dumps(result))
@@ -208,22 +223,16 @@ def main() -> None:
 
     import torch
 
-    if not (args.pool_texts / "texts.json.gz").exists():
-        subprocess.run(
-            [sys.executable, "bench/synth_corpus.py", "--pool-texts", str(args.pool_texts)], cwd=REPO, check=True
-        )
+    if not (args.pool / "texts.json.gz").exists():
+        subprocess.run([sys.executable, "bench/synth_corpus.py", "--pool-texts", str(args.pool)], cwd=REPO, check=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    me = ["bench/scale_bench.py", "--work", str(work), "--pool-texts", str(args.pool_texts)]
-    me += ["--pool-vectors", str(args.pool_vectors), "--ask", str(args.ask)]
+    me = ["bench/scale_bench.py", "--work", str(work), "--pool", str(args.pool), "--ask", str(args.ask)]
     results: dict = {
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         },
-        "pool_vectors": json.loads((args.pool_vectors / "embed.json").read_text())
-        if (args.pool_vectors / "embed.json").exists()
-        else None,
     }
     if args.skip_builtin and (args.out / "ingest.json").exists():  # measured by an earlier run
         results["builtin"] = json.loads((args.out / "ingest.json").read_text())
@@ -244,6 +253,8 @@ def main() -> None:
         print(f"synthetic corpus of {size} papers ...", file=sys.stderr)
         results["scale"].append(child(*me, "--step", f"scale:{size}"))
         (args.out / "scale.json").write_text(json.dumps(results, indent=2) + "\n")  # keep what is done
+    embedded = args.pool / "embed.json"  # where and how fast the pool's sentences were embedded
+    results["pool_vectors"] = json.loads(embedded.read_text()) if embedded.exists() else None
     (args.out / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
     from scale_report import write_report
 
