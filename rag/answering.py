@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from rag.chunking import abstract_sentences, tiktoken_counter
-from rag.citations import EvidenceSupport, parse_answer, render_answer, verify_sentences
+from rag.citations import EvidenceSupport, parse_answer, render_answer, strip_echoed_titles, verify_sentences
 from rag.config import Settings
 from rag.conversation import HistoryItem, concat_standalone, is_follow_up, refers_back, to_turns
 from rag.evidence import evidence_strength, extractive_answer, pack_evidence, score_sentences
@@ -231,6 +231,7 @@ class Assistant:
         yield answer
 
     def _check(self, prepared: _Prepared, text: str, first_token_ms: float) -> Answer:
+        text = strip_echoed_titles(text, [source.title for source in prepared.sources])
         parsed = parse_answer(text)
         support = EvidenceSupport(self._embed_cached)
         verification = verify_sentences(parsed, prepared.sources, support, self.settings.answer.support_threshold)

@@ -47,6 +47,14 @@ class ParsedSentence:
     cited: list[int]  # numbers in order of appearance, once each
 
 
+def strip_echoed_titles(answer: str, titles: Sequence[str]) -> str:
+    """Drop evidence-line prefixes a small model copies into its answer: "[1] Title — We show ..." -> "We show ..."."""
+    for title in sorted(set(titles), key=len, reverse=True):
+        if title.strip():
+            answer = re.sub(rf"(\[\d+\]\s*)?{re.escape(title.strip())}\s*[—–:-]\s+", "", answer)
+    return answer
+
+
 def parse_answer(answer: str) -> list[ParsedSentence]:
     """Sentences with their markers; a marker standing alone after a sentence's full stop joins that sentence."""
     sentences: list[ParsedSentence] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rag.citations import marker_numbers, parse_answer, render_answer, verify_sentences
+from rag.citations import marker_numbers, parse_answer, render_answer, strip_echoed_titles, verify_sentences
 from rag.types import AnswerSentence, Source
 
 
@@ -105,3 +105,13 @@ def test_names_must_come_from_the_evidence():
     assert unknown_names("The MINIMA model reaches 51.06% on MMVM [1].", evidence) == ["MINIMA"]
     assert unknown_names("CoLVA reaches 51.06% on the MMVM benchmark, beating GPT-4o [1].", evidence) == []
     assert unknown_names("Multimodal LLMs (MLLMs) struggle.", "existing MLLMs struggle") == []
+
+
+def test_echoed_evidence_titles_are_dropped_and_real_mentions_kept():
+    title = "Zebra stripes <img src=x> under infrared light"
+    echoed = f"{title} — We detect zebras at night [1]. [2] FastSeg: Real-Time Segmentation — It is fast [2]."
+    assert strip_echoed_titles(echoed, [title, "FastSeg: Real-Time Segmentation"]) == (
+        "We detect zebras at night [1]. It is fast [2]."
+    )
+    mention = f"The paper {title} reports 93.4% precision [1]."
+    assert strip_echoed_titles(mention, [title]) == mention
