@@ -33,49 +33,23 @@ def markdown(results: dict) -> str:
     if baseline:
         ours, theirs = baseline["ours"], baseline["quickstart"]
         oa, ta = ours.get("ask_summary") or {}, theirs.get("ask_summary") or {}
+
+        def compared(label: str, key: str, mine: dict, other: dict, ratio: bool = True) -> tuple:
+            return (label, mine[key], other[key], _ratio(mine[key], other[key]) if ratio else "")
+
         rows = [
-            ("texts embedded (chunks; + sentences for ours)", ours["nodes"], theirs["nodes"], ""),
-            (
-                "ingest, model loaded (s)",
-                ours["ingest_s"],
-                theirs["ingest_s"],
-                _ratio(ours["ingest_s"], theirs["ingest_s"]),
-            ),
-            (
-                "search p50 (ms)",
-                ours["search_ms_p50"],
-                theirs["search_ms_p50"],
-                _ratio(ours["search_ms_p50"], theirs["search_ms_p50"]),
-            ),
-            (
-                "search p95 (ms)",
-                ours["search_ms_p95"],
-                theirs["search_ms_p95"],
-                _ratio(ours["search_ms_p95"], theirs["search_ms_p95"]),
-            ),
-            (f"hit@1 ({ours['questions']} golden questions)", ours["hit@1"], theirs["hit@1"], ""),
-            ("hit@5", ours["hit@5"], theirs["hit@5"], ""),
-            (
-                "peak RSS (MB)",
-                ours["peak_rss_mb"],
-                theirs["peak_rss_mb"],
-                _ratio(ours["peak_rss_mb"], theirs["peak_rss_mb"]),
-            ),
+            compared("texts embedded (chunks; + sentences for ours)", "nodes", ours, theirs, ratio=False),
+            compared("ingest, model loaded (s)", "ingest_s", ours, theirs),
+            compared("search p50 (ms)", "search_ms_p50", ours, theirs),
+            compared("search p95 (ms)", "search_ms_p95", ours, theirs),
+            compared(f"hit@1 ({ours['questions']} golden questions)", "hit@1", ours, theirs, ratio=False),
+            compared("hit@5", "hit@5", ours, theirs, ratio=False),
+            compared("peak RSS (MB)", "peak_rss_mb", ours, theirs),
         ]
         if oa and ta:
             rows += [
-                (
-                    f"ask: first token, median of {oa['questions']} (s)",
-                    oa["first_token_s_median"],
-                    ta["first_token_s_median"],
-                    _ratio(oa["first_token_s_median"], ta["first_token_s_median"]),
-                ),
-                (
-                    "ask: total, median (s)",
-                    oa["total_s_median"],
-                    ta["total_s_median"],
-                    _ratio(oa["total_s_median"], ta["total_s_median"]),
-                ),
+                compared(f"ask: first token, median of {oa['questions']} (s)", "first_token_s_median", oa, ta),
+                compared("ask: total, median (s)", "total_s_median", oa, ta),
             ]
         lines += [
             "**Against a LlamaIndex quickstart** (same corpus, same MiniLM and GGUF model, same run)",

@@ -99,14 +99,8 @@ class OpenAICompatibleModel:
         self.name = f"openai:{settings.model}"
         self._base_url = settings.base_url.rstrip("/")
 
-    def _redact(self, text: str) -> str:
-        """Never let the API key through into an error, even when a server echoes it back."""
-        key = os.environ.get(self._settings.api_key_env)
-        return text.replace(key, "[api key]") if key and len(key) >= 4 else text
-
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, key: str) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self._settings.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
@@ -123,17 +117,24 @@ class OpenAICompatibleModel:
         }
         url = f"{self._base_url}/chat/completions"
         timeout = httpx.Timeout(self._settings.timeout_s, connect=min(10.0, self._settings.timeout_s))
+        key = os.environ.get(self._settings.api_key_env) or ""
+
+        def redact(text: str) -> str:
+            """Everything the server sends loses the API key before it is parsed, cut short or shown."""
+            return text.replace(key, "[api key]") if len(key) >= 4 else text
+
         try:
             with (
                 httpx.Client(timeout=timeout) as client,
-                client.stream("POST", url, json=body, headers=self._headers()) as response,
+                client.stream("POST", url, json=body, headers=self._headers(key)) as response,
             ):
                 if response.status_code != 200:
                     response.read()
-                    detail = self._redact(_error_detail(response.text))
+                    detail = _error_detail(redact(response.text))
                     raise LLMError(f"{url} answered HTTP {response.status_code}: {detail}")
                 events, first_line = 0, None
-                for line in response.iter_lines():
+                for raw_line in response.iter_lines():
+                    line = redact(raw_line)
                     first_line = first_line or line.strip()
                     events += line.startswith("data:")
                     text = parse_sse_line(line)
@@ -142,13 +143,11 @@ class OpenAICompatibleModel:
                     if text:
                         yield text
                 if not events:
-                    got = self._redact(" ".join((first_line or "an empty body").split()))[:80]
+                    got = " ".join((first_line or "an empty body").split())[:80]
                     raise LLMError(
                         f"the LLM endpoint {self._base_url} answered without a chat-completion stream (got {got!r}); "
                         "is it OpenAI-compatible?"
                     )
-        except LLMError as exc:
-            raise LLMError(self._redact(str(exc))) from None
         except httpx.ConnectError:
             raise LLMError(f"cannot reach the LLM endpoint {self._base_url} (is the server running?)") from None
         except httpx.TimeoutException:

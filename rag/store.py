@@ -78,8 +78,8 @@ def parse_server(server: str) -> tuple[str, int, bool]:
     return parts.hostname, port, ssl
 
 
-def _lost_server(method: Callable) -> Callable:
-    """Turn a connection failure inside a store method into one line naming the server (or folder)."""
+def _one_line_store_errors(method: Callable) -> Callable:
+    """Turn a storage failure inside a store method (a lost server, a failed write) into one line naming where."""
 
     def explain(self, exc: BaseException) -> IndexStoreError:
         if self.server is not None and isinstance(exc, _CONNECTION_ERRORS):
@@ -127,15 +127,15 @@ _CONNECTION_ERRORS = _connection_errors()
 _STORE_ERRORS = _store_errors()
 
 
-def _explain_connection_errors(cls: type) -> type:
-    """Wrap every method that talks to Chroma so a dropped connection reads as one line."""
+def _explain_store_errors(cls: type) -> type:
+    """Wrap every method that talks to Chroma so a dropped connection or a failed write reads as one line."""
     for name, member in list(vars(cls).items()):
         if inspect.isfunction(member) and not name.startswith("__"):
-            setattr(cls, name, _lost_server(member))
+            setattr(cls, name, _one_line_store_errors(member))
     return cls
 
 
-@_explain_connection_errors
+@_explain_store_errors
 class ChromaStore:
     """A Chroma collection of chunks: a local persistent folder, or a Chroma server (`index.server`)."""
 
