@@ -9,7 +9,9 @@ from pathlib import Path
 from eval.metrics import GoldenItem, ItemScore, score_item
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
-DEFAULT_GOLDEN = GOLDEN_DIR / "seed_papers.jsonl"
+# dev: every threshold and rule is tuned here; test: written separately, only ever reported.
+GOLDEN_SPLITS = {"dev": GOLDEN_DIR / "dev.jsonl", "test": GOLDEN_DIR / "test.jsonl"}
+DEFAULT_GOLDEN = GOLDEN_SPLITS["dev"]
 
 
 def load_golden(path: Path = DEFAULT_GOLDEN) -> list[GoldenItem]:

@@ -1,9 +1,11 @@
-"""Answering stage: question (+ chat history) -> a short answer whose every `[n]` is checked.
+"""Answering stage: question (+ chat history) -> a short answer that names the papers and cites each one.
 
-The chain: condense a follow-up into a standalone question -> retrieve papers -> refuse if the
-evidence is weak -> select a few evidence sentences, numbered by paper -> generate (streamed) ->
-parse the markers -> verify each sentence against the passages it cites -> fall back to the
-extractive answer when the generated one cannot be verified or the model fails.
+One pass, each concern in its own module:
+  condense a follow-up (conversation) -> retrieve papers (retrieval) -> read what the question asks
+  for (questions) -> refuse when the evidence is weak or no paper states what the question asks for
+  (answerability) -> order the papers by how well they answer and pick the ones the answer rests on
+  (evidence) -> plan the answer's shape around them (compose) -> the model writes one statement per
+  paper, each checked against that paper's evidence (citations), or the evidence sentence stands in.
 
     from rag.answering import Assistant
     assistant = Assistant.from_config()
@@ -14,21 +16,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from rag.answerability import check_coverage
 from rag.chunking import abstract_sentences, tiktoken_counter
-from rag.citations import EvidenceSupport, parse_answer, render_answer, strip_echoed_titles, verify_sentences
+from rag.citations import EvidenceSupport, parse_answer
+from rag.compose import Plan, Point, extractive_text, not_covered_text, plan_answer, slot_text, strip_markers
 from rag.config import Settings
 from rag.conversation import HistoryItem, concat_standalone, is_follow_up, refers_back, to_turns
-from rag.evidence import evidence_strength, extractive_answer, pack_evidence, score_sentences
+from rag.evidence import (
+    ScoredSentence,
+    evidence_strength,
+    lexical_overlap,
+    pack_evidence,
+    paper_answer_score,
+    score_sentences,
+    statement_sentence,
+)
 from rag.library import Library
 from rag.llm import ChatModel, LLMError, load_chat_model
+from rag.names import PaperName, paper_name
 from rag.prompts import DECLINE_PHRASES, NOT_COVERED, answer_messages, condense_messages
+from rag.questions import Shape, question_shape
 from rag.retrieval import check_question
 from rag.types import Answer, AnswerSentence, Citation, PaperHit, Source, Turn
+
+__all__ = ["Assistant", "declined"]
 
 
 def declined(text: str) -> bool:
@@ -37,17 +53,32 @@ def declined(text: str) -> bool:
 
 
 @dataclass
+class _Candidate:
+    """One retrieved paper, read for answering: its sentences scored against the question."""
+
+    hit: PaperHit
+    sentences: list[ScoredSentence]
+    score: float  # paper_answer_score
+    name: PaperName | None
+    text: str  # title + abstract
+
+
+@dataclass
 class _Prepared:
-    """What every answer mode shares: the question, the retrieved papers and the evidence."""
+    """What every answer mode shares: the question, what it asks for, and the papers the answer rests on."""
 
     question: str
     standalone: str
+    shape: Shape
     hits: list[PaperHit]
-    sources: list[Source]
-    ranked_evidence: list[tuple[int, str, float]]  # (source n, sentence, score), best first
+    sources: list[Source]  # numbered evidence of the answering papers, best first
+    plan: Plan
+    points: list[Point]
     started: float
     retrieve_ms: float
-    strength: float  # evidence_strength(): below answer.min_score the question is refused
+    refusal: str | None = None  # why the question is refused, when it is
+    refusal_text: str = ""
+    candidates: list[_Candidate] = field(default_factory=list)  # the considered papers, best answer first
 
 
 class Assistant:
@@ -102,8 +133,9 @@ class Assistant:
         if load is not None:
             load()
         if prime and load is not None:
-            messages = answer_messages("warm-up", [])
-            for _ in self.chat_model.stream(messages, max_tokens=1, temperature=0.0):
+            for _ in self.chat_model.complete(
+                answer_messages("warm-up", []), "", max_tokens=1, temperature=0.0, stop=["\n"]
+            ):
                 break
 
     @property
@@ -121,23 +153,19 @@ class Assistant:
         return final
 
     def stream(self, question: str, history: Sequence[HistoryItem] = ()) -> Iterator[str | Answer]:
-        """Yield the answer's text as it is generated, then the checked `Answer`.
+        """Yield the answer's text as it is written, then the checked `Answer`.
 
-        The final `Answer.answer` can differ from the streamed text: markers are corrected, and an
-        answer that fails verification is replaced by the extractive one. Show the final text.
+        The final `Answer.answer` can differ from the streamed text: a statement the evidence does not
+        support is replaced by the evidence sentence. Show the final text.
         """
         prepared = self._prepare(question, to_turns(history))
-        if prepared.strength >= self.settings.answer.min_score and prepared.sources:
-            if self.chat_model is None or self.settings.answer.mode == "extractive":
-                answer = self._extractive(prepared, mode="extractive")
-                yield answer.answer
-                yield answer
-                return
+        if prepared.refusal is not None:
+            answer = self._refusal(prepared)
+        elif self.chat_model is None or self.settings.answer.mode == "extractive":
+            answer = self._extractive(prepared, mode="extractive")
+        else:
             yield from self._generate(prepared)
             return
-        threshold = self.settings.answer.min_score
-        reason = f"weak evidence: strength {prepared.strength:.3f} < answer.min_score {threshold}"
-        answer = self._refusal(prepared, reason)
         yield answer.answer
         yield answer
 
@@ -146,55 +174,139 @@ class Assistant:
     def _prepare(self, question: str, turns: list[Turn]) -> _Prepared:
         started = time.perf_counter()
         question = check_question(question)
-        turns = turns[-self.settings.answer.history_turns :] if self.settings.answer.history_turns else []
+        settings = self.settings.answer
+        turns = turns[-settings.history_turns :] if settings.history_turns else []
         follow_up = bool(turns) and is_follow_up(question)
         standalone = self._condense(question, turns) if follow_up else question
         retriever = self.library.retriever()
         vectors = self.library.embedder.embed([standalone, question] if standalone != question else [question])
-        k = max(self.settings.retrieval.k, self.settings.answer.papers)
+        k = max(self.settings.retrieval.k, settings.papers)
         hits = retriever.search_vector(standalone, vectors[0], k=k)
-        kept: list = []
+        kept: list[PaperHit] = []
         if follow_up and turns[-1].paper_ids:
             earlier = list(dict.fromkeys(turns[-1].paper_ids))
             kept = retriever.search_vector(standalone, vectors[0], k=len(earlier), only=earlier)
             hits = kept + [h for h in hits if h.paper_id not in earlier]
-        top = hits[: self.settings.answer.papers]
+        considered = hits[: settings.papers]
         if follow_up and refers_back(question):
-            # "its model", "that paper": the question is about what the conversation was already on,
-            # the papers the last answer cited or else the one paper the joined question ranks first.
-            # Evidence from other papers would let a sentence that merely shares words ("accuracy") win.
-            top = hits[: max(1, len(kept))]
-        passages = self.library.store().passages_of([h.paper_id for h in top])
-        strength = max(evidence_strength(q, top, passages) for q in {question, standalone})
-        if strength < self.settings.answer.min_score:  # a refusal needs no evidence
+            # "its model", "that paper": the question is about what the conversation was already on, the
+            # papers the last answer cited or else the one paper the joined question ranks first.
+            considered = hits[: max(1, len(kept))]
+        shape = question_shape(question)
+        store = self.library.store()
+        passages = store.passages_of([h.paper_id for h in considered])
+
+        def prepared(**fields) -> _Prepared:
             retrieve_ms = (time.perf_counter() - started) * 1000
-            return _Prepared(question, standalone, hits, [], [], started, retrieve_ms, strength)
-        sentences = [abstract_sentences(passages.get(h.paper_id, [h.passage])) for h in top]
-        self._remember(self.library.store().sentence_vectors([h.paper_id for h in top]))
-        # Evidence is scored against the question as asked: for a follow-up ("its accuracy?") the
-        # new part is what the sentences must match; the earlier turn already chose the papers.
-        scored = score_sentences(question, vectors[-1], sentences, self._embed_cached, [h.score for h in top])
+            base = dict(sources=[], plan=Plan("", []), points=[])
+            return _Prepared(question, standalone, shape, hits, started=started, retrieve_ms=retrieve_ms,
+                             **(base | fields))  # fmt: skip
+
+        strength = max(evidence_strength(q, considered[:3], passages) for q in {question, standalone})
+        if strength < settings.min_score:  # a refusal needs no evidence
+            reason = f"weak evidence: strength {strength:.3f} < answer.min_score {settings.min_score}"
+            return prepared(refusal=reason, refusal_text=self._not_covered([], []))
+        candidates = self._read_candidates(standalone, question, vectors[-1], considered, passages)
+        coverage = check_coverage(standalone, [(c.hit.paper_id, c.text) for c in candidates])
+        # A paper far below the best match does not answer because it happens to state a facet ("GPU memory")
+        # the best match lacks: papers that answer must also be close to the best match.
+        margin = settings.list_margin if shape is Shape.LIST else settings.cover_margin
+        answering = [
+            c
+            for c in candidates
+            if coverage.answers(coverage.missing_by_paper[c.hit.paper_id]) and c.score >= candidates[0].score - margin
+        ]
+        if not answering:
+            missing = coverage.least_missing()
+            reason = "no retrieved paper states " + ", ".join(f.name for f in missing)
+            return prepared(refusal=reason, refusal_text=self._not_covered(coverage.missing_everywhere() or missing,
+                                                                           candidates))  # fmt: skip
+        chosen = self._choose(shape, answering)
+        wants_number = shape is Shape.NUMBER
+        if wants_number and not any(any(ch.isdigit() for ch in s.text) for s in chosen[0].sentences):
+            label = chosen[0].name.short if chosen[0].name else chosen[0].hit.title
+            text = f"{NOT_COVERED} The closest paper is **{label}**, but its abstract states no figure for this."
+            return prepared(refusal="the closest paper's abstract states no number", refusal_text=text)
+        sources = self._evidence(chosen, wants_number)
+        points = [
+            Point(source, candidate.name, statement_sentence(candidate.sentences, wants_number))
+            for source, candidate in zip(sources, chosen, strict=True)
+        ]
+        return prepared(sources=sources, plan=plan_answer(shape, points), points=points, candidates=candidates)
+
+    def _read_candidates(
+        self,
+        standalone: str,
+        question: str,
+        question_vector: np.ndarray,
+        considered: Sequence[PaperHit],
+        passages: Mapping[str, list[str]],
+    ) -> list[_Candidate]:
+        """The considered papers with their sentences scored, best answer first."""
+        sentences = [abstract_sentences(passages.get(h.paper_id, [h.passage])) for h in considered]
+        self._remember(self.library.store().sentence_vectors([h.paper_id for h in considered]))
+        # Evidence is scored against the question as asked: for a follow-up ("its accuracy?") the new
+        # part is what the sentences must match; the earlier turn already chose the papers.
+        scored = score_sentences(question, question_vector, sentences, self._embed_cached)
+        by_paper: dict[int, list[ScoredSentence]] = {}
+        for sentence in scored:
+            by_paper.setdefault(sentence.paper_index, []).append(sentence)
+        weights = (self.settings.answer.rank_lexical_weight, self.settings.answer.rank_sentence_weight)
+        keywords = self.library.retriever().keyword_index()
+        common_at = max(5, int(0.02 * max(1, len(keywords))))
+
+        def common(words: str) -> bool:
+            return keywords.document_frequency(words) > common_at
+
+        candidates = []
+        for index, hit in enumerate(considered):
+            text = f"{hit.title} {' '.join(sentences[index])}"
+            own = by_paper.get(index, [])
+            best = max((s.score for s in own), default=0.0)
+            score = paper_answer_score(hit.fused, lexical_overlap(standalone, text), best, weights)
+            candidates.append(_Candidate(hit, own, score, paper_name(hit.title, " ".join(sentences[index]), common),
+                                         text))  # fmt: skip
+        return sorted(candidates, key=lambda c: c.score, reverse=True)
+
+    def _choose(self, shape: Shape, answering: list[_Candidate]) -> list[_Candidate]:
+        """The papers an answer rests on: the best, or for a list every paper close enough to the best."""
+        settings = self.settings.answer
+        best = answering[0]
+        if shape is Shape.LIST:
+            return [c for c in answering if c.score >= best.score - settings.list_margin][: settings.list_papers]
+        if settings.related_margin is not None:
+            related = [c for c in answering[1:] if c.score >= best.score - settings.related_margin]
+            return [best, *related[:1]]
+        return [best]
+
+    def _evidence(self, chosen: Sequence[_Candidate], wants_number: bool) -> list[Source]:
+        """The chosen papers' evidence, numbered in answer order; each keeps the sentence its statement quotes."""
+        settings = self.settings.answer
+        hits = [c.hit for c in chosen]
+        scored = [replace(s, paper_index=i) for i, c in enumerate(chosen) for s in c.sentences]
         sources = pack_evidence(
-            top,
+            hits,
             scored,
-            budget_tokens=self.settings.answer.evidence_tokens,
-            per_paper=self.settings.answer.sentences_per_paper,
-            top_paper=self.settings.answer.top_paper_sentences,
+            budget_tokens=settings.evidence_tokens,
+            per_paper=settings.sentences_per_paper,
+            top_paper=settings.top_paper_sentences,
             count_tokens=self._count_tokens,
         )
-        n_by_paper = {s.paper_id: s.n for s in sources}
-        chosen = {(s.paper_id, text) for s in sources for text in s.sentences}
-        ranked = sorted(
-            (
-                (n_by_paper[top[s.paper_index].paper_id], s.text, s.score)
-                for s in scored
-                if (top[s.paper_index].paper_id, s.text) in chosen
-            ),
-            key=lambda item: item[2],
-            reverse=True,
-        )
-        retrieve_ms = (time.perf_counter() - started) * 1000
-        return _Prepared(question, standalone, hits, sources, ranked, started, retrieve_ms, strength)
+        by_paper = {s.paper_id: s for s in sources}
+        out = []
+        for n, candidate in enumerate(chosen, start=1):
+            statement = statement_sentence(candidate.sentences, wants_number)
+            source = by_paper.get(candidate.hit.paper_id) or Source(
+                0, candidate.hit.paper_id, candidate.hit.title, candidate.hit.score, [], candidate.hit.url,
+                list(candidate.hit.sources),
+            )  # fmt: skip
+            kept = source.sentences if statement in source.sentences else [*source.sentences, statement]
+            order = {s.text: s.position for s in candidate.sentences}
+            out.append(replace(source, n=n, sentences=sorted(kept, key=lambda t: order.get(t, 0))))
+        return out
+
+    def _not_covered(self, missing, candidates: Sequence[_Candidate]) -> str:
+        return not_covered_text(missing, [(c.name, c.hit.title) for c in candidates])
 
     def _condense(self, question: str, turns: list[Turn]) -> str:
         if self.settings.answer.condense == "llm" and self.chat_model is not None:
@@ -209,79 +321,96 @@ class Assistant:
                 return rewritten
         return concat_standalone(question, turns[-1])
 
+    # --- writing -----------------------------------------------------------------------------------
+
     def _generate(self, prepared: _Prepared) -> Iterator[str | Answer]:
+        """The model writes each slot's statement, continuing the answer the system started."""
         assert self.chat_model is not None
-        llm = self.settings.llm
+        llm, settings = self.settings.llm, self.settings.answer
         messages = answer_messages(prepared.standalone, prepared.sources)
-        pieces: list[str] = []
-        first_token_ms = None
-        try:
-            for piece in self.chat_model.stream(messages, max_tokens=llm.max_tokens, temperature=llm.temperature):
-                if first_token_ms is None:
-                    first_token_ms = self._elapsed(prepared)
-                pieces.append(piece)
-                yield piece
-        except LLMError as exc:
-            answer = self._extractive(prepared, mode="fallback", note="the model failed; showing the extractive answer")
-            answer.error = str(exc)
-            yield answer
-            return
-        text = "".join(pieces).strip()
-        answer = self._check(prepared, text, first_token_ms or self._elapsed(prepared))
+        support = EvidenceSupport(self._embed_cached)
+        by_n = {s.n: s for s in prepared.sources}
+        written = prepared.plan.intro
+        statements: list[str] = []
+        kept: list[bool] = []
+        notes: list[str] = []
+        error = None
+        first_token_ms = first_model_ms = None
+        if written:
+            first_token_ms = self._elapsed(prepared)
+            yield written
+        for index, slot in enumerate(prepared.plan.slots):
+            yield slot.lead
+            first_token_ms = first_token_ms or self._elapsed(prepared)
+            pieces: list[str] = []
+            if error is None and index < settings.written_slots:
+                try:
+                    for piece in self.chat_model.complete(
+                        messages, written + slot.lead, max_tokens=settings.slot_tokens,
+                        temperature=llm.temperature, stop=["\n", "<|im_end|>"],
+                    ):  # fmt: skip
+                        first_model_ms = first_model_ms or self._elapsed(prepared)
+                        pieces.append(piece)
+                        yield piece
+                except LLMError as exc:
+                    error = str(exc)
+            if index == 0 and pieces and declined("".join(pieces)):
+                # The model read the best paper's evidence and says it does not answer: an honest refusal.
+                refusal = replace(prepared, refusal="the model found no answer in the evidence",
+                                  refusal_text=self._not_covered([], prepared.candidates))  # fmt: skip
+                answer = self._refusal(refusal)
+                answer.timings = self._timings(prepared, first_token_ms, first_model_ms)
+                yield answer
+                return
+            statement = self._checked_statement("".join(pieces), by_n[slot.n], support, settings.support_threshold)
+            if statement is None:
+                if pieces:
+                    notes.append(f"[{slot.n}]: the model's statement was not supported by its evidence: "
+                                 f"{''.join(pieces).strip()[:160]!r}; showing the evidence sentence")  # fmt: skip
+                statement = slot.fallback
+            kept.append(statement != slot.fallback)
+            statements.append(statement)
+            written += slot_text(slot, statement)
+        mode = "generate" if any(kept) else "fallback"
+        if error:
+            notes.append("the model failed; showing the evidence sentences")
+        answer = self._answer(prepared, statements, mode=mode, notes=notes)
+        answer.error = error
+        answer.timings = self._timings(prepared, first_token_ms, first_model_ms)
         yield answer
 
-    def _check(self, prepared: _Prepared, text: str, first_token_ms: float) -> Answer:
-        text = strip_echoed_titles(text, [source.title for source in prepared.sources])
-        parsed = parse_answer(text)
-        support = EvidenceSupport(self._embed_cached)
-        verification = verify_sentences(parsed, prepared.sources, support, self.settings.answer.support_threshold)
-        supported = [s for s in verification.sentences if s.supported]
-        if declined(text) and not supported:
-            return self._refusal(prepared, "the model found no answer in the evidence", first_token_ms)
-        notes = []
-        if verification.removed:
-            notes.append(f"removed citation markers naming no source: {verification.removed}")
-        if verification.moved:
-            moves = ", ".join(f"[{a}]->[{b}]" for a, b in verification.moved)
-            notes.append(f"corrected citations (cited -> supporting): {moves}")
-        if verification.added:
-            notes.append(f"added citations to uncited but supported sentences: {verification.added}")
-        if not supported or verification.grounded < self.settings.answer.min_grounded:
-            reason = f"generated answer failed verification (grounded {verification.grounded:.2f}): {text[:200]!r}"
-            return self._extractive(prepared, mode="fallback", note=reason, first_token_ms=first_token_ms)
-        best = {n for n, _, _ in prepared.ranked_evidence[: self.settings.answer.must_cite_top]}
-        cited = {n for s in supported for n in s.cited}
-        if best and not cited & best:
-            reason = f"generated answer cites {sorted(cited)}, none of the best evidence {sorted(best)}: {text[:200]!r}"
-            return self._extractive(prepared, mode="fallback", note=reason, first_token_ms=first_token_ms)
-        citations = self._citations(verification.sentences, prepared.sources, support)
-        return Answer(
-            question=prepared.question,
-            standalone_question=prepared.standalone,
-            answer=render_answer(verification.sentences),
-            refused=False,
-            grounded=verification.grounded,
-            citations=citations,
-            sources=prepared.hits,
-            model=self.model_name,
-            timings=self._timings(prepared, first_token_ms),
-            mode="generate",
-            sentences=verification.sentences,
-            notes=notes,
-            evidence=prepared.sources,
-        )
+    def _checked_statement(self, text: str, source: Source, support: EvidenceSupport, threshold: float) -> str | None:
+        """The model's statement about one paper, keeping only sentences that paper's evidence supports."""
+        text = strip_markers(text.split("\n")[0]).strip().lstrip(":—–- ").strip()
+        if len(text.split()) < 2 or declined(text):
+            return None
+        sentences = [p.text for p in parse_answer(text)][:2]
+        if not sentences:
+            return None
+        scores = support(sentences, [source])
+        good = [s for s, row in zip(sentences, scores, strict=True) if row and row[0] >= threshold]
+        return " ".join(s.rstrip(".") + "." for s in good).rstrip(".") if good else None
 
-    def _extractive(
-        self, prepared: _Prepared, *, mode: str, note: str | None = None, first_token_ms: float | None = None
-    ) -> Answer:
-        text = extractive_answer(prepared.ranked_evidence, self.settings.answer.extractive_sentences)
+    def _extractive(self, prepared: _Prepared, *, mode: str) -> Answer:
+        answer = self._answer(prepared, [slot.fallback for slot in prepared.plan.slots], mode=mode, notes=[])
+        answer.timings = self._timings(prepared, None, None)
+        assert answer.answer == extractive_text(prepared.plan) or mode != "extractive"
+        return answer
+
+    def _answer(self, prepared: _Prepared, statements: Sequence[str], *, mode: str, notes: list[str]) -> Answer:
+        plan = prepared.plan
+        text = (plan.intro + "".join(slot_text(s, t) for s, t in zip(plan.slots, statements, strict=True))).strip()
         by_n = {s.n: s for s in prepared.sources}
-        sentences = [AnswerSentence(sentence.text, sentence.cited, True, 1.0) for sentence in parse_answer(text)]
         citations: dict[int, Citation] = {}
-        for n, sentence, _ in prepared.ranked_evidence:
-            if any(n in s.cited for s in sentences) and n not in citations:
-                source = by_n[n]
-                citations[n] = Citation(n, source.paper_id, source.title, source.url, sentence, True)
+        sentences = []
+        for slot, statement in zip(plan.slots, statements, strict=True):
+            source = by_n[slot.n]
+            sentences.append(AnswerSentence(statement, [slot.n], True, 1.0))
+            if slot.n not in citations:
+                citations[slot.n] = Citation(slot.n, source.paper_id, source.title, source.url, slot.fallback, True)
+        model = self.model_name if mode == "generate" else (
+            "extractive" if mode == "extractive" else f"{self.model_name} -> extractive"
+        )  # fmt: skip
         return Answer(
             question=prepared.question,
             standalone_question=prepared.standalone,
@@ -290,16 +419,17 @@ class Assistant:
             grounded=1.0 if sentences else 0.0,
             citations=sorted(citations.values(), key=lambda c: c.n),
             sources=prepared.hits,
-            model="extractive" if mode == "extractive" else f"{self.model_name} -> extractive",
-            timings=self._timings(prepared, first_token_ms),
+            model=model,
+            timings={},
             mode=mode,
             sentences=sentences,
-            notes=[note] if note else [],
+            notes=notes,
             evidence=prepared.sources,
+            shape=prepared.shape.value,
         )
 
-    def _refusal(self, prepared: _Prepared, reason: str, first_token_ms: float | None = None) -> Answer:
-        text = f"{NOT_COVERED} The nearest indexed papers are listed below; none of them answers this."
+    def _refusal(self, prepared: _Prepared) -> Answer:
+        text = prepared.refusal_text or NOT_COVERED
         if not prepared.hits:
             text = f"{NOT_COVERED} The index returned no papers."
         return Answer(
@@ -311,34 +441,23 @@ class Assistant:
             citations=[],
             sources=prepared.hits,
             model=self.model_name,
-            timings=self._timings(prepared, first_token_ms),
+            timings=self._timings(prepared, None, None),
             mode="refusal",
-            notes=[reason],
-            evidence=prepared.sources,
+            notes=[prepared.refusal or ""],
+            evidence=[],
+            shape=prepared.shape.value,
         )
-
-    def _citations(
-        self, sentences: Sequence[AnswerSentence], sources: Sequence[Source], support: EvidenceSupport
-    ) -> list[Citation]:
-        by_n = {s.n: s for s in sources}
-        out: dict[int, Citation] = {}
-        for i, sentence in enumerate(sentences):
-            for n in sentence.cited:
-                source = by_n[n]
-                passage = support.best_sentence(i, sources.index(source))
-                if n not in out:
-                    out[n] = Citation(n, source.paper_id, source.title, source.url, passage, sentence.supported)
-                elif sentence.supported and not out[n].supported:
-                    out[n] = Citation(n, source.paper_id, source.title, source.url, passage, True)
-        return sorted(out.values(), key=lambda c: c.n)
 
     def _elapsed(self, prepared: _Prepared) -> float:
         return (time.perf_counter() - prepared.started) * 1000
 
-    def _timings(self, prepared: _Prepared, first_token_ms: float | None) -> dict[str, float]:
+    def _timings(self, prepared: _Prepared, first_token_ms: float | None, first_model_ms: float | None) -> dict:
         total = self._elapsed(prepared)
-        return {
+        timings = {
             "retrieve_ms": prepared.retrieve_ms,
             "first_token_ms": first_token_ms if first_token_ms is not None else total,
             "total_ms": total,
         }
+        if first_model_ms is not None:
+            timings["first_model_token_ms"] = first_model_ms
+        return timings

@@ -329,11 +329,19 @@ def _stream_answer(assistant, question: str, history: list):  # -> Answer
         print()
         if "".join(streamed).strip() != answer.answer.strip():
             print("\n— checked answer —")
-            print(textwrap.fill(answer.answer, width=100))
+            print(_wrapped(answer.answer))
     else:
-        print(textwrap.fill(answer.answer, width=100))
+        print(_wrapped(answer.answer))
     _print_references(answer)
     return answer
+
+
+def _wrapped(text: str, width: int = 100) -> str:
+    """Wrap each line of an answer on its own, so a list answer keeps one paper a line."""
+    return "\n".join(
+        textwrap.fill(line, width=width, subsequent_indent="  " if line.startswith("- ") else "") if line else line
+        for line in text.splitlines()
+    )
 
 
 def _print_references(answer) -> None:

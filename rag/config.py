@@ -149,13 +149,49 @@ class AnswerSettings(_Section):
     mode: Literal["generate", "extractive"] = Field(
         "generate", description="'generate' writes an answer with the LLM; 'extractive' quotes evidence, no LLM."
     )
-    papers: int = Field(3, ge=1, description="Top papers whose sentences may become evidence.")
-    evidence_tokens: int = Field(
-        320, ge=32, description="Evidence budget in tiktoken tokens, shared by the numbered papers."
+    papers: int = Field(
+        10, ge=1, description="Retrieved papers considered for an answer; the answer uses those that answer."
     )
-    sentences_per_paper: int = Field(2, ge=1, description="Most evidence sentences taken from one paper.")
+    list_papers: int = Field(8, ge=1, description="Most papers in a list answer ('which papers ...').")
+    list_margin: float = Field(
+        0.35,
+        ge=0,
+        description="A list answer takes every considered paper whose answer score is within this of the best "
+        "paper's (chosen on the dev split).",
+    )
+    related_margin: float | None = Field(
+        None,
+        ge=0,
+        description="Other answers (one paper asked for) add a 'Related' paper scoring within this of the best; "
+        "None names only the best.",
+    )
+    cover_margin: float = Field(
+        0.15,
+        ge=0,
+        description="When the best-matching paper lacks something the question asks for (video, a licence), another "
+        "paper answers instead only if its answer score is within this of the best's (chosen on the dev split).",
+    )
+    rank_lexical_weight: float = Field(
+        0.6, ge=0, description="Answer score: weight of the share of the question's words a paper states."
+    )
+    rank_sentence_weight: float = Field(
+        0.5, ge=0, description="Answer score: weight of the paper's best-matching sentence (similarity + overlap)."
+    )
+    evidence_tokens: int = Field(
+        320, ge=32, description="Evidence budget in tiktoken tokens for the model, shared by the answering papers."
+    )
+    sentences_per_paper: int = Field(2, ge=1, description="Most evidence sentences the model sees from one paper.")
     top_paper_sentences: int = Field(
-        5, ge=1, description="Most evidence sentences from the best-ranked paper, usually the one that answers."
+        4, ge=1, description="Most evidence sentences from the best paper, usually the one that answers."
+    )
+    written_slots: int = Field(
+        3,
+        ge=0,
+        description="Papers the model writes a statement for, best first; the rest of a long list quote their "
+        "evidence sentence (each written statement costs a generation).",
+    )
+    slot_tokens: int = Field(
+        60, ge=8, description="Most tokens the model writes about one paper (one line of the answer)."
     )
     min_score: float = Field(
         0.33,
@@ -167,16 +203,6 @@ class AnswerSettings(_Section):
     support_threshold: float = Field(
         0.55, ge=0, le=1, description="An answer sentence is supported when it is this close to a cited sentence."
     )
-    min_grounded: float = Field(
-        0.5, ge=0, le=1, description="A generated answer less grounded than this is replaced by the extractive one."
-    )
-    extractive_sentences: int = Field(3, ge=1, description="Sentences in an extractive answer.")
-    must_cite_top: int = Field(
-        1,
-        ge=0,
-        description="A generated answer must cite a paper holding one of the N best evidence sentences, "
-        "or it falls back to extractive (a small model drifting to a weaker paper); 0 turns this off.",
-    )
     condense: Literal["llm", "concat"] = Field(
         "concat", description="Follow-ups: 'llm' rewrites them with the model; 'concat' appends the last question."
     )
@@ -185,7 +211,9 @@ class AnswerSettings(_Section):
 
 class EvalSettings(_Section):
     golden: str | None = Field(
-        None, description="Golden set `rag eval` reads; None means eval/golden/seed_papers.jsonl."
+        None,
+        description="Golden set `rag eval` reads; None means the dev split, eval/golden/dev.jsonl (`--split test` "
+        "reports on the test split).",
     )
     out: str = Field("eval-report", description="Folder for report.json, report.md and the charts.")
     fail_under: dict[str, float] = Field(

@@ -20,6 +20,27 @@ from rag.types import PaperHit, Source
 LEXICAL_WEIGHT = 0.25
 PAPER_WEIGHT = 0.5  # a sentence of the best-matching paper outranks an equally close one of a weaker paper
 CONTRIBUTION_BONUS = 0.05  # "we propose X", "X achieves 51%": the sentences that answer "is there work ..."
+BACKGROUND_PENALTY = 0.1  # "However, existing MLLMs suffer ...": the problem an abstract starts from, not its answer
+# An abstract moves from background (what others did, what is missing) to its own contribution. A sentence
+# that speaks of the field, not of this work, states the question's topic without answering it.
+_BACKGROUND = re.compile(
+    r"^(however|although|while|despite|recent(ly)?|existing|current(ly)?|prevailing|traditional(ly)?|"
+    r"conventional(ly)?|previous(ly)?|prior|in recent years|nowadays|over the past|with the (rapid|recent|"
+    r"advent|success|development)|to date|as a result|unfortunately|yet\b|typically|generally|many|most|some)\b|"
+    r"\bexisting\b|\b(previous|prior|recent|current|many|most|some) (methods?|approaches|works?|studies|models|"
+    r"benchmarks|research|efforts|advances|progress)\b|\b(remains?|remained) (a |an )?(challenge|challenging|"
+    r"unclear|unexplored|open|limited)|\b(suffers?|struggles?) (from|with|to)\b|"
+    r"\b(have|has) (shown|attracted|achieved|demonstrated|gained|emerged|become)\b",
+    re.I,
+)
+_OWN_WORK = re.compile(r"\b(we|our|ours|this (paper|work|study)|the proposed|here)\b", re.I)
+
+
+def is_background(sentence: str) -> bool:
+    """A sentence about the field rather than this paper's own work (no 'we'/'our', background wording)."""
+    return bool(_BACKGROUND.search(sentence)) and not _OWN_WORK.search(sentence)
+
+
 _CONTRIBUTION = re.compile(
     r"\b(we (propose|present|introduce|develop|design|construct|build)|this (paper|work) (proposes|presents|introduces)"
     r"|achieves?|outperforms?|improves?|reduces?|surpass(es)?)\b",
@@ -112,7 +133,8 @@ def score_sentences(
             float(d)
             + LEXICAL_WEIGHT * lexical_overlap(question, s)
             + PAPER_WEIGHT * paper_scores[p]
-            + (CONTRIBUTION_BONUS if _CONTRIBUTION.search(s) else 0.0),
+            + (CONTRIBUTION_BONUS if _CONTRIBUTION.search(s) else 0.0)
+            - (BACKGROUND_PENALTY if is_background(s) else 0.0),
         )
         for (p, i, s), d in zip(flat, dense, strict=True)
     ]
@@ -178,21 +200,29 @@ def pack_evidence(
     return sources
 
 
-def extractive_answer(scored_best: Sequence[tuple[int, str, float]], max_sentences: int) -> str:
-    """The best evidence sentences, each with its `[n]`: the floor a generated answer must beat.
+def paper_answer_score(
+    fused: float, question_coverage: float, best_sentence: float, weights: tuple[float, float]
+) -> float:
+    """How well one retrieved paper answers the question, to order the answer's papers and cut its lists.
 
-    `scored_best` is (source n, sentence, score), best first. Sentences much weaker than the best
-    are left out rather than padding the answer with loosely related text.
+    Fusion rank alone puts a paper that shares the question's theme first; the share of the question's own
+    words its title and abstract state (names, modalities, numbers) and its single best sentence tell the
+    paper that answers from its neighbours. The weights were chosen on the dev split (README "Evaluate").
     """
-    if not scored_best:
+    lexical_weight, sentence_weight = weights
+    return fused + lexical_weight * question_coverage + sentence_weight * best_sentence
+
+
+NUMBER_BONUS = 0.15
+_DIGIT = re.compile(r"\d")
+
+
+def statement_sentence(scored: Sequence[ScoredSentence], wants_number: bool) -> str:
+    """The sentence of one paper that best states what was asked: its best match, or for a question asking for a
+    figure its best-matching sentence that states one."""
+    if not scored:
         return ""
-    top = scored_best[0][2]
-    picked = [(n, text) for n, text, score in scored_best if score >= top - 0.15][:max_sentences]
-    return " ".join(f"{_strip_end(text)} [{n}]." for n, text in picked)
-
-
-def _strip_end(sentence: str) -> str:
-    return sentence.rstrip().rstrip(".")
+    return max(scored, key=lambda s: s.score + (NUMBER_BONUS if wants_number and _DIGIT.search(s.text) else 0.0)).text
 
 
 STRENGTH_LEXICAL_WEIGHT = 0.2

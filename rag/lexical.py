@@ -248,6 +248,15 @@ class KeywordIndex:
     def __len__(self) -> int:
         return len(self.paper_ids)
 
+    def document_frequency(self, text: str) -> int:
+        """Papers holding the rarest of the text's words (0 when one of them is unknown): how common a name is."""
+        indptr = self._model.scores["indptr"]
+        counts = []
+        for token in keyword_tokens(text, frozenset()):
+            column = self._model.vocab_dict.get(token)
+            counts.append(0 if column is None else int(indptr[column + 1] - indptr[column]))
+        return min(counts, default=0)
+
     def search(
         self, text: str, n: int, allowed: set[str] | None = None, query_stopwords: str = "english"
     ) -> list[tuple[str, float]]:

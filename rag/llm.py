@@ -30,6 +30,36 @@ class ChatModel(Protocol):
         """Yield the reply's text as it is generated."""
         ...
 
+    def complete(
+        self, messages: Sequence[Message], prefix: str, *, max_tokens: int, temperature: float, stop: Sequence[str]
+    ) -> Iterator[str]:
+        """Yield the continuation of a reply that starts with `prefix` (the system writes the start of an answer)."""
+        ...
+
+
+def continue_by_chat(
+    model: ChatModel,
+    messages: Sequence[Message],
+    prefix: str,
+    *,
+    max_tokens: int,
+    temperature: float,
+    stop: Sequence[str] = (),
+) -> Iterator[str]:
+    """Continuation for a backend that cannot start its reply with given text: ask for the continuation, drop
+    what the reply repeats of the answer so far, and cut it at the first `stop` string. Yields one piece."""
+    from rag.prompts import CONTINUE_INSTRUCTION
+
+    asked = [*messages, {"role": "user", "content": f"{CONTINUE_INSTRUCTION}{prefix}"}]
+    text = "".join(model.stream(asked, max_tokens=max_tokens, temperature=temperature)).lstrip()
+    last_line = prefix.strip().splitlines()[-1].strip() if prefix.strip() else ""
+    if last_line and text.startswith(last_line):
+        text = text[len(last_line) :]
+    cuts = [text.find(s) for s in stop if s and s in text]
+    text = text[: min(cuts)] if cuts else text
+    if text.strip():
+        yield text
+
 
 def load_chat_model(settings: LLMSettings, progress: Callable[[str], None] | None = None) -> ChatModel | None:
     match settings.backend:
@@ -90,6 +120,45 @@ class LlamaCppModel:
         except ValueError as exc:  # e.g. prompt longer than the context window
             raise LLMError(f"{self.name}: {_first_line(exc)}") from None
 
+    def _prompt(self, messages: Sequence[Message]) -> str | None:
+        """The raw prompt the chat template makes of `messages`, ending where the assistant's reply begins."""
+        llama = self.load()
+        if self._settings.chat_format == "chatml":
+            turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+            return turns + "<|im_start|>assistant\n"
+        template = (llama.metadata or {}).get("tokenizer.chat_template") if self._settings.chat_format is None else None
+        if not template:
+            return None
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        vocab = llama._model
+        eos = vocab.token_get_text(vocab.token_eos()) if hasattr(vocab, "token_get_text") else ""
+        bos = vocab.token_get_text(vocab.token_bos()) if hasattr(vocab, "token_get_text") else ""
+        return Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)(messages=list(messages)).prompt
+
+    def complete(
+        self, messages: Sequence[Message], prefix: str, *, max_tokens: int, temperature: float, stop: Sequence[str]
+    ) -> Iterator[str]:
+        prompt = self._prompt(messages)
+        if prompt is None:  # a named chat format without a template to continue from
+            yield from continue_by_chat(
+                self, messages, prefix, max_tokens=max_tokens, temperature=temperature, stop=stop
+            )
+            return
+        llama = self.load()
+        try:
+            # llama.cpp reuses the evaluated tokens the prompt shares with the previous call: the fixed system
+            # prompt, and the evidence and answer so far when the next paper's line is written.
+            chunks = llama.create_completion(
+                prompt + prefix, max_tokens=max_tokens, temperature=temperature, stream=True, stop=list(stop)
+            )
+            for chunk in chunks:
+                text = chunk["choices"][0].get("text")
+                if text:
+                    yield text
+        except ValueError as exc:
+            raise LLMError(f"{self.name}: {_first_line(exc)}") from None
+
 
 class OpenAICompatibleModel:
     """POST /chat/completions with `stream: true`, read as server-sent events."""
@@ -104,6 +173,11 @@ class OpenAICompatibleModel:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
+
+    def complete(
+        self, messages: Sequence[Message], prefix: str, *, max_tokens: int, temperature: float, stop: Sequence[str]
+    ) -> Iterator[str]:
+        yield from continue_by_chat(self, messages, prefix, max_tokens=max_tokens, temperature=temperature, stop=stop)
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
         import httpx

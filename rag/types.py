@@ -131,11 +131,12 @@ class Answer:
     sources: list[PaperHit]
     model: str
     timings: dict[str, float]
-    mode: str = "generate"  # "generate" | "extractive" | "fallback" | "refusal"
+    mode: str = "generate"  # "generate" | "extractive" | "fallback" (no model statement kept) | "refusal"
     sentences: list[AnswerSentence] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # removed markers, fallbacks
     error: str | None = None  # the LLM backend's one-line error when it failed and the answer fell back
     evidence: list[Source] = field(default_factory=list)
+    shape: str = ""  # what the question asked for: exists | which | list | number | describe (rag.questions)
 
     def as_turn(self) -> Turn:
         return Turn(self.question, self.answer, [c.paper_id for c in self.citations], self.standalone_question)
@@ -162,6 +163,7 @@ class Answer:
             "model": self.model,
             "timings": {key: round(value, 1) for key, value in self.timings.items()},
             "mode": self.mode,
+            "shape": self.shape,
             "unsupported_sentences": [s.text for s in self.sentences if s.cited and not s.supported],
             "notes": self.notes,
             "error": self.error,

@@ -61,11 +61,15 @@ def test_summary_rates():
     assert summary["cites_expected_paper"] == 0.5
 
 
-def test_shipped_golden_set_checks_out_against_the_corpus(seed_corpus):
-    from eval.harness import DEFAULT_GOLDEN, check_golden
+def test_shipped_golden_splits_check_out_against_the_corpus(seed_corpus):
+    from eval.harness import GOLDEN_SPLITS, check_golden
 
-    assert len(load_golden()) >= 80
-    assert check_golden(DEFAULT_GOLDEN, seed_corpus.papers) == []
+    dev, test = (load_golden(GOLDEN_SPLITS[name]) for name in ("dev", "test"))
+    assert len(dev) + len(test) >= 150
+    assert not {item.id for item in dev} & {item.id for item in test}
+    assert not {item.final_question for item in dev} & {item.final_question for item in test}
+    for path in GOLDEN_SPLITS.values():
+        assert check_golden(path, seed_corpus.papers) == []
 
 
 def test_golden_check_names_each_problem(tmp_path, seed_corpus):

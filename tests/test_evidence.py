@@ -11,11 +11,12 @@ from rag.citations import unsupported_numbers
 from rag.conversation import is_follow_up
 from rag.evidence import (
     ScoredSentence,
-    extractive_answer,
+    is_background,
     lexical_overlap,
     looks_like_instruction,
     pack_evidence,
     score_sentences,
+    statement_sentence,
 )
 from rag.types import PaperHit
 
@@ -55,9 +56,21 @@ def test_pack_evidence_gives_each_paper_a_voice_and_respects_the_budget():
     assert positions == sorted(positions)
 
 
-def test_extractive_answer_cites_each_sentence_and_skips_weak_ones():
-    ranked = [(1, "Best sentence.", 1.0), (2, "Good sentence.", 0.9), (1, "Weak sentence.", 0.5)]
-    assert extractive_answer(ranked, 3) == "Best sentence [1]. Good sentence [2]."
+def test_background_sentences_are_told_from_the_papers_own_work():
+    assert is_background("However, existing MLLMs suffer from redundant visual tokens.")
+    assert is_background("Recent works have shown that visual tokens are redundant.")
+    assert not is_background("However, we show that our method removes all visual tokens after a layer.")
+    assert not is_background("DyVTE uses lightweight hyper-networks to decide the removal of visual tokens.")
+
+
+def test_statement_prefers_a_sentence_with_a_figure_when_one_is_asked_for():
+    scored = [
+        ScoredSentence(0, 0, "It covers many languages.", 0.70),
+        ScoredSentence(0, 1, "It has 163 languages.", 0.6),
+    ]
+    assert statement_sentence(scored, wants_number=False) == "It covers many languages."
+    assert statement_sentence(scored, wants_number=True) == "It has 163 languages."
+    assert statement_sentence([], wants_number=True) == ""
 
 
 def test_follow_up_detection():

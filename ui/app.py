@@ -62,7 +62,7 @@ class AssistantPool:
             base = load_settings(profile if profile != "default" else None)
             overrides = {
                 "llm": base.llm.model_dump(),
-                "answer": base.answer.model_dump() | {"papers": int(papers)},
+                "answer": base.answer.model_dump() | {"list_papers": int(papers)},
                 "retrieval": base.retrieval.model_dump() | {"mode": mode, "rerank": bool(rerank), "filters": filters},
             }
             library = self.library.derive(overrides)
@@ -197,7 +197,9 @@ def build_app(settings: Settings):
                     cards = gr.HTML(source_cards_html(None, {}), elem_id="sources")
             with gr.Accordion("Settings", open=False, elem_id="settings"):
                 profile = gr.Dropdown(profiles, value="default", label="Profile (configs/*.yaml)")
-                papers = gr.Slider(1, 5, value=settings.answer.papers, step=1, label="Sources per answer")
+                papers = gr.Slider(
+                    1, 10, value=settings.answer.list_papers, step=1, label="Most papers in a list answer"
+                )
                 mode = gr.Radio(["hybrid", "dense", "bm25"], value=settings.retrieval.mode, label="Retrieval")
                 rerank = gr.Checkbox(value=settings.retrieval.rerank, label="Sentence re-ranking")
                 filters = gr.Textbox(label="Filters", placeholder="source=000_*.txt, date>=2024-01, categories=cs.CL")

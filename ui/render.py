@@ -32,18 +32,43 @@ def link_markers(answer_text: str, known: set[int]) -> str:
     return _MARKER.sub(linked, escape(answer_text))
 
 
+_BOLD = re.compile(r"\*\*([^*\n]+?)\*\*")
+_ITALIC = re.compile(r"(?<![*\w])\*([^*\n]+?)\*(?![*\w])")
+
+
+def answer_markup(escaped: str) -> str:
+    """The answer's light markup, on text already escaped: **name** bold, *title* italic, '- ' lines a list."""
+    text = _ITALIC.sub(r"<em>\1</em>", _BOLD.sub(r"<strong>\1</strong>", escaped))
+    out: list[str] = []
+    items: list[str] = []
+    for line in text.split("\n"):
+        if line.startswith("- "):
+            items.append(f"<li>{line[2:]}</li>")
+            continue
+        if items:
+            out.append(f'<ul class="rag-list">{"".join(items)}</ul>')
+            items = []
+        if line.strip():
+            out.append(f"<p>{line}</p>")
+    if items:
+        out.append(f'<ul class="rag-list">{"".join(items)}</ul>')
+    return "".join(out)
+
+
 def answer_html(answer: Answer) -> str:
     """The chat bubble of a finished answer: refusals look different, and notes are listed."""
     if answer.refused:
         nearest = "".join(f"<li>{escape(h.title)}</li>" for h in answer.sources[:3])
         return (
             f'<div class="rag-refusal"><strong>Not covered by the indexed abstracts.</strong> '
-            f"{escape(answer.answer)}" + (f"<div>Nearest papers:</div><ul>{nearest}</ul>" if nearest else "") + "</div>"
+            f"{answer_markup(escape(answer.answer))}"
+            + (f"<div>Nearest papers:</div><ul>{nearest}</ul>" if nearest else "")
+            + "</div>"
         )
-    body = link_markers(answer.answer, {c.n for c in answer.citations} | {s.n for s in answer.evidence})
+    body = answer_markup(link_markers(answer.answer, {c.n for c in answer.citations} | {s.n for s in answer.evidence}))
     extra = ""
     if answer.mode == "fallback":
-        extra = '<div class="rag-note">The generated answer could not be verified; showing the evidence.</div>'
+        extra = '<div class="rag-note">The model\'s statements could not be verified; showing the evidence.</div>'
     if answer.error:
         extra += f'<div class="rag-error">{escape(answer.error)}</div>'
     return f'<div class="rag-answer" data-mode="{escape(answer.mode)}">{body}{extra}</div>'
@@ -115,4 +140,7 @@ CSS = """
 .badge.unverified { background: #fee2e2; color: #991b1b; }
 .badge.uncited { background: #f3f4f6; color: #374151; }
 a.cite { text-decoration: none; font-weight: 600; }
+.rag-answer p, .rag-refusal p { margin: 0 0 6px 0; }
+.rag-list { margin: 4px 0 4px 18px; padding: 0; }
+.rag-list li { margin: 2px 0; }
 """

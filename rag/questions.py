@@ -1,0 +1,59 @@
+"""What a question asks for, read from its wording: the shape its answer should take.
+
+"Is there work that ..." wants a name; "which papers ..." / "compare ..." want a list; "how many ..."
+wants a figure. The shapes are read from the words people type (pure functions, no model), so
+every answer mode, even the extractive one, can lead with what was asked.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+
+class Shape(StrEnum):
+    EXISTS = "exists"  # is there / has anyone / any work on ...: lead with "Yes — NAME"
+    WHICH = "which"  # which method / what's the name of / who made: lead with the name
+    LIST = "list"  # which papers / what works / compare: one line per paper
+    NUMBER = "number"  # how many / how much / what accuracy: the figure, with its context
+    DESCRIBE = "describe"  # how does / what does / why: a short explanation
+
+
+_NUMBER = re.compile(
+    r"\b(how (many|much|far|big|large|small|fast|long|often|accurate)|by how much|what (is|was|'s) the (number|size|"
+    r"count)|what(?:'s| is| was)? (?:the |its |their )?(?:\w+[\s-]){0,3}(accuracy|score|auc|f1|map|bleu|error|rate|"
+    r"percentage|share|ratio|gain|improvement|speed-?up|reduction|drop|margin|number|count|size|latency)\b|"
+    r"\bhow \w+ (?:is|are) the gap|\bwhat percent)",
+    re.I,
+)
+_LIST = re.compile(
+    r"\b(which|what|list|name|any|are there|find|show me|other)\b[^?]{0,40}\b(papers|works|methods|approaches|"
+    r"studies|models|benchmarks|datasets|techniques|systems|frameworks|surveys|reviews)\b|^\s*(compare|list)\b|"
+    r"\bcompare\b|\b(differ|difference|differences|versus|vs\.?)\b[^?]{0,60}\band\b|\bpapers (on|about|that)\b|"
+    r"\bwho (reports|uses|evaluates|studies)\b|\bwhat work is there\b",
+    re.I,
+)
+_EXISTS = re.compile(
+    r"^\s*(is there|are there|is anyone|has anyone|have people|has any|any\b|anything|anyone|do (you|we) have|"
+    r"does any|did anyone|can (a|an|one|you|i)\b|could (a|an)\b)|\bis there (a|an|any)\b",
+    re.I,
+)
+_WHICH = re.compile(
+    r"\b(which|what(?:'s| is| was)? the name of|what is the method|who (made|built|proposed|introduced|released)|"
+    r"i remember|i recall|looking for|what (paper|method|model|benchmark|dataset|framework))\b",
+    re.I,
+)
+
+
+def question_shape(question: str) -> Shape:
+    """The answer shape a question's wording asks for (LIST beats NUMBER beats EXISTS beats WHICH)."""
+    text = " ".join(question.split())
+    if _LIST.search(text):
+        return Shape.LIST
+    if _NUMBER.search(text):
+        return Shape.NUMBER
+    if _EXISTS.search(text):
+        return Shape.EXISTS
+    if _WHICH.search(text):
+        return Shape.WHICH
+    return Shape.DESCRIBE

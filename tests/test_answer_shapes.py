@@ -1,0 +1,132 @@
+"""What a question asks for, what a paper is called, what the abstracts must state, and how an answer is laid
+out: pure functions on small inputs (no model, no index)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.answerability import asked_facets, check_coverage
+from rag.compose import Point, extractive_text, not_covered_text, plan_answer, strip_markers
+from rag.names import PaperName, paper_name
+from rag.questions import Shape, question_shape
+from rag.types import Source
+
+
+@pytest.mark.parametrize(
+    ("question", "shape"),
+    [
+        ("Is there work that drops all visual tokens partway through an MLLM?", Shape.EXISTS),
+        ("has anyone added modality-aware sparsity to state-space models?", Shape.EXISTS),
+        ("Which papers reduce visual tokens to speed up MLLM inference?", Shape.LIST),
+        ("compare Symile and GRAM: how do they go beyond pairwise alignment?", Shape.LIST),
+        ("papers on web-browsing agents?", Shape.LIST),
+        ("How many languages does the mOSCAR corpus cover?", Shape.NUMBER),
+        ("what's the object hallucination drop for rlaif-v 7b?", Shape.NUMBER),
+        ("Which method speeds up multimodal LLM inference by merging and pruning tokens?", Shape.WHICH),
+        ("who made a test set of webpages with planted errors?", Shape.WHICH),
+        ("How does the model fuse the two modalities?", Shape.DESCRIBE),
+    ],
+)
+def test_question_shapes(question, shape):
+    assert question_shape(question) is shape
+
+
+DYVTE_ABSTRACT = (
+    "The excessive use of visual tokens in existing MLLMs brings in expensive computation. Based on these "
+    "observations, we propose a simple yet effective method to improve the efficiency of MLLMs, termed dynamic "
+    "visual-token exit (DyVTE). DyVTE uses lightweight hyper-networks to decide the removal of all visual tokens."
+)
+
+
+DYVTE_LONG = "dynamic visual-token exit"
+
+
+def _common(words: str) -> bool:
+    return words.lower().rstrip("s") in {"mllm", "llm", "clip", "vlm"}
+
+
+@pytest.mark.parametrize(
+    ("title", "abstract", "expected"),
+    [
+        (
+            "Accelerating MLLMs via Dynamic Visual-Token Exit",
+            DYVTE_ABSTRACT,
+            PaperName("DyVTE", "dynamic visual-token exit"),
+        ),
+        ("RLAIF-V: Aligning MLLMs through Open-Source AI Feedback", "We introduce RLAIF-V.", PaperName("RLAIF-V")),
+        (
+            "Align Anything: Training All-Modality Models",
+            "It aligns 200k preference pairs.",
+            PaperName("Align Anything"),
+        ),
+        ("Cross the Gap: Exposing the Intra-modal Misalignment", "We study CLIP.", None),
+        (
+            "Improving MLLMs through Boosting Vision Capabilities",
+            "We propose Arcana, a multiModal language model. It has 200k pairs.",
+            PaperName("Arcana"),
+        ),
+        (
+            "Aligning Large Multimodal Models with Factually Augmented RLHF",
+            "We propose a new alignment algorithm called Factually Augmented RLHF that augments the reward model.",
+            PaperName("Factually Augmented RLHF"),
+        ),
+        (
+            "Mitigating Object Hallucinations via Sentence-Level Early Intervention",
+            "To address this, we propose **SENTINEL** (**S**entence-level **E**arly i**N**tervention), a framework.",
+            PaperName("SENTINEL", "Sentence-level Early iNtervention"),
+        ),
+        ("A Survey of Multimodal LLMs", "Multimodal large language models (MLLMs) are popular. We review them.", None),
+        ("Scaling Laws for Vision", "We train 7B models on 1.2B images and report 200k results.", None),
+    ],
+)
+def test_paper_names(title, abstract, expected):
+    assert paper_name(title, abstract, _common) == expected
+
+
+def test_facets_asked_and_stated():
+    assert [f.name for f in asked_facets("Which paper uses RLHF to reduce hallucination in video LLMs?")] == [
+        "video",
+        "reinforcement learning",
+    ]
+    assert [f.name for f in asked_facets("Under which licence is the mOSCAR corpus released?")] == ["a licence"]
+    # modalities offered as alternatives are not each required
+    assert asked_facets("How can a text-only language model be adapted to produce images or audio?") == []
+    coverage = check_coverage(
+        "Which paper uses RLHF to reduce hallucination in video LLMs?",
+        [
+            ("img", "Factually Augmented RLHF aligns image LMMs with human feedback."),
+            ("vid", "A video LLM with RLHF reward models that curbs hallucination."),
+        ],  # fmt: skip
+    )
+    assert coverage.answering == ["vid"]
+    assert [f.name for f in coverage.missing_by_paper["img"]] == ["video"]
+    assert coverage.missing_everywhere() == []
+
+
+def _point(n: int, name: PaperName | None, sentence: str) -> Point:
+    return Point(Source(n, f"p{n}", f"Title {n}", 0.5, [sentence]), name, sentence)
+
+
+def test_plans_lead_with_the_name_and_cite_each_paper_once():
+    dyvte = _point(1, PaperName("DyVTE", "dynamic visual-token exit"), "DyVTE removes all visual tokens.")
+    text = extractive_text(plan_answer(Shape.EXISTS, [dyvte]))
+    assert text == "Yes — **DyVTE** (dynamic visual-token exit): DyVTE removes all visual tokens [1]."
+    untitled = _point(2, None, "It packs tokens.")
+    listed = extractive_text(plan_answer(Shape.LIST, [dyvte, untitled]))
+    assert listed.splitlines() == [
+        "Two indexed papers are relevant:",
+        "- **DyVTE** (dynamic visual-token exit) — DyVTE removes all visual tokens [1].",
+        "- *Title 2* — It packs tokens [2].",
+    ]
+    assert extractive_text(plan_answer(Shape.NUMBER, [])) == ""
+
+
+def test_refusal_names_what_is_missing_and_cites_nothing():
+    from rag.answerability import FACETS
+
+    video = next(f for f in FACETS if f.name == "video")
+    text = not_covered_text([video], [(PaperName("RLAIF-V"), "RLAIF-V: ..."), (None, "Some Title")])
+    assert text.startswith("The indexed abstracts do not cover this.")
+    assert "about video" in text and "**RLAIF-V**" in text and "*Some Title*" in text
+    assert "[" not in text
+    assert strip_markers("It works [1][2, 3] well [4].") == "It works well."
