@@ -1,7 +1,8 @@
 """LLM backends behind one small interface: stream the reply to a list of chat messages.
 
 `llamacpp` runs a local GGUF through llama-cpp-python; `openai` talks to any OpenAI-compatible
-endpoint (OpenAI, vLLM, Ollama, llama.cpp's server). Each is chosen by `llm.backend` and imports
+endpoint (OpenAI, vLLM, Ollama, llama.cpp's server); `llamaindex` wraps any LlamaIndex LLM class
+(rag/llm_llamaindex.py). Each is chosen by `llm.backend` and imports
 its heavy dependency only when selected. Every failure a user can meet (missing model, endpoint
 down, timeout, bad key) becomes an `LLMError` with a one-line message, so callers can fall back
 to extractive answers and still show what was retrieved.
@@ -37,6 +38,10 @@ def load_chat_model(settings: LLMSettings, progress: Callable[[str], None] | Non
             return LlamaCppModel(settings, progress)
         case "openai":
             return OpenAICompatibleModel(settings)
+        case "llamaindex":
+            from rag.llm_llamaindex import LlamaIndexModel
+
+            return LlamaIndexModel(settings)
         case "none":
             return None
     raise RagError(f"llm.backend: unknown backend '{settings.backend}'")
