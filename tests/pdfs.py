@@ -28,11 +28,20 @@ def write_paper_pdf(
     arxiv_stamp: str | None = None,
     abstract_heading: str = "Abstract",
     pages: int = 2,
+    user_password: str | None = None,
 ) -> Path:
-    """A paper's first page as conference templates lay it out, and `pages - 1` body pages."""
+    """A paper's first page as conference templates lay it out, and `pages - 1` body pages.
+
+    With `user_password` the file is encrypted (RC4-128); "" encrypts it with limits on printing
+    and copying but no password to open, as many publishers' PDFs are.
+    """
+    from reportlab.lib.pdfencrypt import StandardEncryption
     from reportlab.pdfgen.canvas import Canvas
 
-    canvas = Canvas(str(path), pagesize=(PAGE_W, PAGE_H))
+    encrypt = None
+    if user_password is not None:
+        encrypt = StandardEncryption(user_password, ownerPassword="owner-secret", canPrint=0, canCopy=0, strength=128)
+    canvas = Canvas(str(path), pagesize=(PAGE_W, PAGE_H), encrypt=encrypt)
     canvas.setTitle("")  # real exports often carry no or a wrong title in their metadata
     columns = _columns(two_column)
     paragraphs = list(body) or [abstract]
@@ -126,13 +135,3 @@ def write_scanned_pdf(path: Path) -> Path:
     canvas.showPage()
     canvas.save()
     return path
-
-
-def encrypt_pdf(source: Path, target: Path, user_password: str) -> Path:
-    from pypdf import PdfReader, PdfWriter
-
-    writer = PdfWriter(clone_from=PdfReader(source))
-    writer.encrypt(user_password=user_password, owner_password="owner-secret", algorithm="AES-128")
-    with target.open("wb") as handle:
-        writer.write(handle)
-    return target

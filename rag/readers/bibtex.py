@@ -231,7 +231,7 @@ _NAME_SPLIT = re.compile(r"\s+and\s+", re.IGNORECASE)
 
 
 def split_authors(value: str) -> list[str]:
-    """'Last, First and First Last and {Team} and others' -> ['First Last', 'First Last', 'Team', 'et al.']."""
+    """'Last, First and First Last and {Team} and others' -> ['First Last', 'First Last', '{Team}', 'et al.']."""
     names: list[str] = []
     for part in _split_top_level(value):
         part = " ".join(part.split())

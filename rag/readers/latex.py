@@ -74,12 +74,15 @@ def decode_latex(text: str) -> str:
         text = _ACCENT.sub(_accent, text)
         text = _WRAPPED_LETTER.sub(lambda m: _LETTERS[m.group(1)], text)
         text = _LETTER.sub(_letter, text)
+        text = _FONT_SWITCH.sub("", text)
         text = text.replace("\\&", "&")
     text = text.replace("---", "—").replace("--", "–")
     text = re.sub(r"(?<!\\)~", " ", text)  # a tie is a non-breaking space
     return unicodedata.normalize("NFC", text)
 
 
+# Font switches that act on the rest of their group: `{\\em word}` is just "word".
+_FONT_SWITCH = re.compile(r"\\(?:em|it|bf|sc|rm|sl|tt|sf|itshape|bfseries|scshape|upshape|normalfont)(?![A-Za-z])\s*")
 _COMMAND_BEFORE = re.compile(r"\\[A-Za-z]+\s*$")
 
 

@@ -18,10 +18,10 @@ from rag.sources import Record, make_paper
 from rag.textclean import clean_text
 from rag.types import Problem
 
-_ARXIV_NEW = re.compile(r"(?<![\d.])(\d{4}\.\d{4,5})(?:v\d+)?(?!\d)")
+_ARXIV_NEW = re.compile(r"(?<!\d)(?<!\d\.)(\d{4}\.\d{4,5})(?:v\d+)?(?!\d)")
 _ARXIV_OLD = re.compile(r"\b([a-z][a-z\-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?\b")
 _DOI = re.compile(r"\b(10\.\d{4,9}/\S+)", re.IGNORECASE)
-_YEAR = re.compile(r"\b(1[5-9]\d\d|2\d\d\d)\b")
+_YEAR = re.compile(r"(?<!\d)(1[5-9]\d\d|2\d\d\d)(?!\d)")
 _ISO_DATE = re.compile(r"^\s*(\d{4})(?:[-/](\d{1,2}))?(?:[-/](\d{1,2}))?")
 _MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _ENCODING_LINE = re.compile(rb"^%\s*Encoding:\s*([A-Za-z0-9_.-]+)", re.MULTILINE)  # JabRef's first line
