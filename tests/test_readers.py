@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -272,3 +273,95 @@ def test_empty_reference_exports(tmp_path, suffix):
     path = _write(tmp_path / f"empty{suffix}", "% nothing here\n" if suffix == ".bib" else "\n\n")
     corpus = load_corpus([path])
     assert corpus.papers == [] and len(corpus.problems) == 1 and "\n" not in str(corpus.problems[0])
+
+
+# --- end to end: rag ingest, rag ask, rag search --where -----------------------------------------
+
+USER_BIB = r"""@article{speech2024,
+  title = {Sparse Mixture Routing for Speech Models},
+  author = {Smith, Alice and Jones, Bob}, journal = {Journal of Speech Research}, year = {2024},
+  abstract = {We route each audio frame of a speech recognizer to two of sixteen experts. Sparse routing
+              halves the inference cost of speech recognition while the word error rate stays within
+              0.1 points of the dense model.},
+}
+@article{protein2021,
+  title = {Protein Folding with Tiny Transformers},
+  author = {M{\"u}ller, Jana}, journal = {Bioinformatics Letters}, year = {2021},
+  abstract = {A transformer with four million parameters predicts protein contact maps. It reaches 71\% of
+              the accuracy of models a hundred times larger on the CASP14 targets.},
+}
+@misc{noabstract, title = {Exported Without Its Abstract}, year = 2022}
+@article{broken, title = {Never {closed, year = 2020,
+"""
+USER_RIS = """TY  - JOUR
+TI  - Coral Reef Monitoring from Drone Imagery
+AU  - Reef, Rita
+PY  - 2023
+JO  - Marine Robotics
+AB  - Drones photograph coral reefs at low tide and a segmentation network measures bleaching.
+AB  - Surveys that took divers a week take a drone one afternoon.
+ER  -
+"""
+
+
+@pytest.mark.slow
+def test_rag_ingest_own_library_then_ask_and_filter(tmp_path):
+    from tests.conftest import run_cli
+
+    bib = _write(tmp_path / "refs.bib", USER_BIB)
+    ris = _write(tmp_path / "papers.ris", USER_RIS)
+    pdf = write_paper_pdf(
+        tmp_path / "paper.pdf",
+        title=PDF_TITLE,
+        abstract=ABSTRACT,
+        body=BODY,
+        arxiv_stamp="arXiv:2502.01234v1 [cs.CV] 7 Feb 2025",
+    )
+    scanned = write_scanned_pdf(tmp_path / "scanned.pdf")
+    index = tmp_path / "index"
+    ingest = run_cli("ingest", str(bib), str(ris), str(pdf), str(scanned), index=index)
+    assert ingest.returncode == 1, ingest.stderr  # done, with skipped inputs
+    assert "read 4 records (4 papers) from 4 files: 4 embedded" in ingest.stdout
+    problems = [line for line in ingest.stderr.splitlines() if line.startswith("rag: skipped")]
+    assert len(problems) == 3 and any("1 entry has no abstract; skipped (noabstract)" in p for p in problems)
+    assert any("refs.bib:15: unbalanced braces" in p for p in problems)
+    assert any("scanned.pdf: no text layer" in p for p in problems)
+
+    asks = {
+        "How much does sparse expert routing cut the inference cost of speech recognition?": "refs.bib",
+        "How long does a drone take to survey coral reef bleaching?": "papers.ris",
+        "What accuracy does the recurrent chart reader reach on ChartQA?": "paper.pdf",
+    }
+    for question, source in asks.items():
+        result = run_cli("ask", question, "--extractive", "--json", index=index)
+        assert result.returncode == 0, result.stderr
+        answer = json.loads(result.stdout)
+        cited = {c["paper_id"] for c in answer["citations"]}
+        sources = _sources_of(index, cited)
+        assert any(s.endswith(source) for s in sources), (question, answer)
+
+    recent = _search(index, "models", "--where", "year>=2023")
+    assert sorted(recent) == sorted(
+        ["Sparse Mixture Routing for Speech Models", "Coral Reef Monitoring from Drone Imagery", PDF_TITLE]
+    )
+    assert _search(index, "models", "--where", "journal=Journal of Speech Research") == [
+        "Sparse Mixture Routing for Speech Models"
+    ]
+    assert _search(index, "models", "--where", "venue=Bioinformatics Letters") == [
+        "Protein Folding with Tiny Transformers"
+    ]
+
+
+def _search(index: Path, question: str, *args: str) -> list[str]:
+    from tests.conftest import run_cli
+
+    result = run_cli("search", question, "-k", "10", "--json", *args, index=index)
+    assert result.returncode == 0, result.stderr
+    return [r["title"] for r in json.loads(result.stdout)["results"]]
+
+
+def _sources_of(index: Path, paper_ids: set[str]) -> list[str]:
+    from tests.conftest import make_library
+
+    hits = make_library(index).store().indexed_papers()
+    return [s for pid in paper_ids for s in hits[pid].sources]

@@ -48,9 +48,9 @@ _HIDDEN_FROM_LLM = ["paper_id", "url", "date", "sources", "similarity", "bm25", 
 # --- out: retrieval -----------------------------------------------------------------------------
 
 
-def paper_node(hit: PaperHit, rank: int) -> NodeWithScore:
+def paper_node(hit: PaperHit, rank: int, passages: int | None = None) -> NodeWithScore:
     """One retrieved paper as a node: its best passages as text, the title shown to the LLM."""
-    text = " ".join(abstract_sentences(hit.passages or [hit.passage]))
+    text = " ".join(abstract_sentences((hit.passages or [hit.passage])[:passages]))
     metadata = {
         "paper_id": hit.paper_id,
         "title": hit.title,
@@ -82,9 +82,12 @@ class PaperRetriever(BaseRetriever):
         where: Iterable[str] | None = None,
         mode: str | None = None,
         rerank: bool | None = None,
+        passages: int | None = None,
     ) -> None:
+        """`passages` caps the passages per paper in a node's text (default: retrieval.passages)."""
         super().__init__()
         self.library = library
+        self.passages = passages
         self.k = k
         self.where = list(where) if where else None
         self.mode = mode
@@ -94,7 +97,7 @@ class PaperRetriever(BaseRetriever):
         hits = self.library.search(
             query_bundle.query_str, k=self.k, where=self.where, mode=self.mode, rerank=self.rerank
         )
-        return [paper_node(hit, rank) for rank, hit in enumerate(hits, start=1)]
+        return [paper_node(hit, rank, self.passages) for rank, hit in enumerate(hits, start=1)]
 
 
 # --- out: cited answers -----------------------------------------------------------------------------

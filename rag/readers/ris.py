@@ -119,7 +119,7 @@ def record_reference(record: RisRecord) -> Reference:
         kind=(record.first("TY") or "GEN").lower(),
         line=record.line,
         title=record.first(*_TITLE) or "",
-        abstract=record.first(*_ABSTRACT) or "",
+        abstract=next((" ".join(tags[t]) for t in _ABSTRACT if any(v.strip() for v in tags.get(t, []))), ""),
         authors=[" ".join(reversed([p.strip() for p in name.split(",", 1)])) for name in _authors(tags)],
         date=date,
         doi=record.first("DO"),
