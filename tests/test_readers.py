@@ -327,18 +327,18 @@ def test_rag_ingest_own_library_then_ask_and_filter(tmp_path):
     assert any("refs.bib:15: unbalanced braces" in p for p in problems)
     assert any("scanned.pdf: no text layer" in p for p in problems)
 
-    asks = {
-        "How much does sparse expert routing cut the inference cost of speech recognition?": "refs.bib",
-        "How long does a drone take to survey coral reef bleaching?": "papers.ris",
-        "What accuracy does the recurrent chart reader reach on ChartQA?": "paper.pdf",
+    asks = {  # one paper from each file
+        "How much does sparse expert routing cut the inference cost of speech recognition?": (
+            "Sparse Mixture Routing for Speech Models"
+        ),
+        "How long does a drone take to survey coral reef bleaching?": "Coral Reef Monitoring from Drone Imagery",
+        "What accuracy does the recurrent chart reader reach on ChartQA?": PDF_TITLE,
     }
-    for question, source in asks.items():
+    for question, title in asks.items():
         result = run_cli("ask", question, "--extractive", "--json", index=index)
         assert result.returncode == 0, result.stderr
         answer = json.loads(result.stdout)
-        cited = {c["paper_id"] for c in answer["citations"]}
-        sources = _sources_of(index, cited)
-        assert any(s.endswith(source) for s in sources), (question, answer)
+        assert title in [c["title"] for c in answer["citations"]], (question, answer)
 
     recent = _search(index, "models", "--where", "year>=2023")
     assert sorted(recent) == sorted(
@@ -358,10 +358,3 @@ def _search(index: Path, question: str, *args: str) -> list[str]:
     result = run_cli("search", question, "-k", "10", "--json", *args, index=index)
     assert result.returncode == 0, result.stderr
     return [r["title"] for r in json.loads(result.stdout)["results"]]
-
-
-def _sources_of(index: Path, paper_ids: set[str]) -> list[str]:
-    from tests.conftest import make_library
-
-    hits = make_library(index).store().indexed_papers()
-    return [s for pid in paper_ids for s in hits[pid].sources]
