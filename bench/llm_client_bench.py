@@ -6,7 +6,8 @@ the `openai` package, and `llm.backend: llamaindex` with `OpenAILike` (which use
 
 - overhead: median / p95 wall time of one streamed request (20 chunks), after a warm-up;
 - import: seconds to import each client in a fresh interpreter;
-- 429 then 200, 503 then 200, and 500 for ever: what the caller gets and after how long.
+- 429 then 200, 503 then 200, and 500 for ever: what the caller gets and after how long;
+- whether the API key (which the fake server echoes in its error) reaches the caller's message.
 
     .venv/bin/python bench/llm_client_bench.py      # writes bench/results/llm-clients.{json,md}
 """
@@ -37,6 +38,9 @@ class FakeServer(http.server.ThreadingHTTPServer):
         self.script: list[tuple[int, dict]] = []  # statuses to answer before streaming, with headers
         self.requests = 0
         threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that closes its connection early is not news here
 
     @property
     def base_url(self) -> str:

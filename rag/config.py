@@ -156,6 +156,13 @@ class LLMSettings(_Section):
         "OPENAI_API_KEY", description="openai: the environment variable holding the API key (never logged or stored)."
     )
     timeout_s: float = Field(60.0, gt=0, description="openai: seconds to wait for the server before giving up.")
+    max_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="openai and llamaindex: retries when the server answers 429/502/503/504 (rate limit, "
+        "overloaded), waiting its Retry-After (at most 10 s) or 0.5 s doubling.",
+    )
     llamaindex_class: str = Field(
         "llama_index.llms.openai_like.OpenAILike",
         description="llamaindex: the LLM class as module.Class, e.g. llama_index.llms.ollama.Ollama; its package "

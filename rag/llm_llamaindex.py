@@ -58,6 +58,8 @@ def build_llm(settings: LLMSettings) -> Any:  # -> llama_index.core.llms.LLM
     key = os.environ.get(settings.api_key_env) or ""
     if key and "api_key" in fields and "api_key" not in kwargs:
         kwargs["api_key"] = key
+    if "max_retries" in fields and "max_retries" not in kwargs:
+        kwargs["max_retries"] = settings.max_retries
     for timeout_field in ("timeout", "request_timeout"):
         if timeout_field in fields and not {"timeout", "request_timeout"} & kwargs.keys():
             kwargs[timeout_field] = settings.timeout_s
