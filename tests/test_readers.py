@@ -235,6 +235,17 @@ def test_two_column_pdf_with_running_head_and_arxiv_stamp(tmp_path):
     assert "must not become body text" not in full.abstract
 
 
+def test_full_two_column_page_is_read_left_column_then_right(tmp_path):
+    body = [f"Paragraph {i} says its own thing about charts and readers and figures. " * 4 for i in range(14)]
+    pdf = write_paper_pdf(tmp_path / "full.pdf", title=PDF_TITLE, abstract=ABSTRACT, body=body, pages=1)
+    [paper] = load_corpus([pdf], SourcesSettings(pdf_full_text=True)).papers
+    assert paper.title == PDF_TITLE and paper.abstract.startswith(ABSTRACT)
+    positions = [paper.abstract.find(f"Paragraph {i} says") for i in range(14)]
+    shown = [p for p in positions if p >= 0]
+    assert len(shown) >= 10 and shown == sorted(shown)  # both columns, in reading order
+    assert "Preprint. Under review." not in paper.abstract
+
+
 def test_one_column_pdf_with_capital_heading(tmp_path):
     pdf = write_paper_pdf(
         tmp_path / "one.pdf", title=PDF_TITLE, abstract=ABSTRACT, two_column=False, abstract_heading="ABSTRACT"

@@ -92,14 +92,15 @@ def lines_of(spans: Sequence[Span]) -> list[Line]:
     return lines
 
 
-def reading_order(lines: list[Line], width: float) -> list[Line]:
+def reading_order(lines: list[Line], width: float, height: float) -> list[Line]:
     """Top to bottom; on a two-column page the header across both columns, then left, then right."""
     middle = width / 2
     left = [ln for ln in lines if ln.right <= middle + 4]
     right = [ln for ln in lines if ln.left >= middle - 4]
     if len(right) < 3 or len(left) < 3:
         return sorted(lines, key=lambda ln: -ln.bottom)
-    columns_top = max(ln.top for ln in left + right)
+    # where the columns start; a journal line in the top margin does not count
+    columns_top = max((ln.top for ln in left + right if ln.bottom < height * 0.92), default=height)
     spanning = [ln for ln in lines if ln not in left and ln not in right]
     header = sorted((ln for ln in spanning if ln.bottom >= columns_top - 2), key=lambda ln: -ln.bottom)
     footer = sorted((ln for ln in spanning if ln.bottom < columns_top - 2), key=lambda ln: -ln.bottom)
@@ -274,7 +275,7 @@ def parse_pdf(path: Path, options: SourcesSettings) -> PdfPaper:
         if n_pages == 0:
             raise PdfProblem("PDF has no pages; skipped")
         wanted = min(n_pages, options.pdf_max_pages if options.pdf_full_text else 2)
-        spans_by_page, lines_by_page, width, height = [], [], 612.0, 792.0
+        spans_by_page, width, height = [], 612.0, 792.0
         for number in range(wanted):
             page = document[number]
             try:
@@ -284,14 +285,14 @@ def parse_pdf(path: Path, options: SourcesSettings) -> PdfPaper:
             finally:
                 page.close()
             spans_by_page.append(spans)
-            lines_by_page.append(reading_order(lines_of(spans), width))
     except pdfium.PdfiumError as exc:
         raise PdfProblem(f"broken PDF, cannot be read ({_pdfium_reason(exc)}); skipped") from None
     finally:
         document.close()
     if not any(s.text.strip() for s in spans_by_page[0]):
         raise PdfProblem("no text layer on the first page (a scanned PDF?); skipped; run OCR on it first (ocrmypdf)")
-    lines_by_page = drop_margins(lines_by_page, height)
+    pages = drop_margins([lines_of(spans) for spans in spans_by_page], height)
+    lines_by_page = [reading_order(lines, width, height) for lines in pages]
     first = lines_by_page[0]
     found_title = find_title(first, height)
     if found_title is None:
