@@ -26,6 +26,8 @@ MONTHS = {
 _IDENTIFIER = re.compile(r"[^\s\"#%'(),={}@]+")
 _ENTRY_START = re.compile(r"^[ \t]*@[ \t]*[A-Za-z]+[ \t]*[{(]", re.MULTILINE)
 _SKIPPED_TYPES = {"comment", "preamble"}
+_BRACE_OR_NEWLINE = re.compile(r"[{}\n]")
+_PAREN_BRACE_OR_NEWLINE = re.compile(r"[{}()\n]")
 
 
 @dataclass
@@ -167,8 +169,12 @@ class _Parser:
         """Text up to the brace that closes the one just read; nested braces are kept."""
         depth = 0
         start = self.pos
-        while self.pos < len(self.text):
-            char = self.text[self.pos]
+        special = _BRACE_OR_NEWLINE if closer == "}" else _PAREN_BRACE_OR_NEWLINE
+        while True:
+            match = special.search(self.text, self.pos)
+            if match is None:
+                break
+            char, self.pos = match.group(), match.start()
             if char == "\n" and _ENTRY_START.match(self.text, self.pos + 1):
                 break  # a new entry begins: this value never closed
             if char == "{":

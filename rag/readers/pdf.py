@@ -80,16 +80,24 @@ def lines_of(spans: Sequence[Span]) -> list[Line]:
     """Runs on one baseline joined into lines; runs across a column gutter stay apart."""
     lines: list[Line] = []
     for span in sorted((s for s in spans if not s.rotated and s.text.strip()), key=lambda s: (-s.bottom, s.left)):
-        for line in lines:
-            same_row = abs(line.bottom - span.bottom) <= 0.4 * min(line.size, span.size)
-            if same_row and 0 <= span.left - line.right <= 0.8 * max(line.size, span.size):
-                line.text = f"{line.text} {span.text.strip()}"
-                line.right, line.top = span.right, max(line.top, span.top)
-                line.size = max(line.size, span.size)
-                break
-        else:
+        line = _line_continued_by(lines, span)
+        if line is None:
             lines.append(Line(span.left, span.bottom, span.right, span.top, span.size, span.text.strip()))
+        else:
+            line.text = f"{line.text} {span.text.strip()}"
+            line.right, line.top, line.size = span.right, max(line.top, span.top), max(line.size, span.size)
     return lines
+
+
+def _line_continued_by(lines: list[Line], span: Span) -> Line | None:
+    """The line this run continues: same baseline, just to its right (lines are kept top to bottom)."""
+    for line in reversed(lines):
+        if line.bottom - span.bottom > 0.4 * max(line.size, span.size):
+            return None  # every line before this one is higher still
+        same_row = abs(line.bottom - span.bottom) <= 0.4 * min(line.size, span.size)
+        if same_row and 0 <= span.left - line.right <= 0.8 * max(line.size, span.size):
+            return line
+    return None
 
 
 def reading_order(lines: list[Line], width: float, height: float) -> list[Line]:
@@ -101,7 +109,8 @@ def reading_order(lines: list[Line], width: float, height: float) -> list[Line]:
         return sorted(lines, key=lambda ln: -ln.bottom)
     # where the columns start; a journal line in the top margin does not count
     columns_top = max((ln.top for ln in left + right if ln.bottom < height * 0.92), default=height)
-    spanning = [ln for ln in lines if ln not in left and ln not in right]
+    in_columns = {id(ln) for ln in left + right}
+    spanning = [ln for ln in lines if id(ln) not in in_columns]
     header = sorted((ln for ln in spanning if ln.bottom >= columns_top - 2), key=lambda ln: -ln.bottom)
     footer = sorted((ln for ln in spanning if ln.bottom < columns_top - 2), key=lambda ln: -ln.bottom)
     by_height = lambda ln: -ln.bottom  # noqa: E731
@@ -193,14 +202,17 @@ def _first_paragraph(lines: Sequence[Line], start: int) -> tuple[str, int] | Non
 
 def join_lines(texts: Sequence[str]) -> str:
     """Lines into running text; a word hyphenated across a line break is joined again."""
-    out = ""
+    parts: list[str] = []
     for text in texts:
         text = text.strip()
         if not text:
             continue
-        hyphenated = re.search(r"[a-z]-$", out) and text[:1].islower()
-        out = out[:-1] + text if hyphenated else (f"{out} {text}" if out else text)
-    return out
+        last = parts[-1] if parts else ""
+        if len(last) >= 2 and last[-1] == "-" and last[-2].islower() and text[:1].islower():
+            parts[-1] = last[:-1] + text
+        else:
+            parts.append(text)
+    return " ".join(parts)
 
 
 def body_text(pages: Sequence[Sequence[Line]], first_page_from: int) -> str:

@@ -98,10 +98,12 @@ def references_to_records(
 def reference_record(ref: Reference, title: str, abstract: str, source: str, location: str) -> Record:
     doi = normalise_doi(ref.doi)
     arxiv = find_arxiv_id(ref.arxiv, ref.url, ref.fields.get("journal"), doi)
-    extra = {name: _clean(value) for name, value in ref.fields.items() if _clean(value)}
+    cleaned = {name: _clean(value) for name, value in ref.fields.items()}
+    extra = {name: value for name, value in cleaned.items() if value}
     extra.update(entry_type=ref.kind.lower(), citation_key=ref.key)
-    if ref.venue and _clean(ref.venue):
-        extra["venue"] = _clean(ref.venue)
+    venue = _clean(ref.venue) if ref.venue else ""
+    if venue:
+        extra["venue"] = venue
     if doi:
         extra["doi"] = doi
     if arxiv:
@@ -110,7 +112,7 @@ def reference_record(ref: Reference, title: str, abstract: str, source: str, loc
     link = link_for(arxiv, doi) or (url if url.startswith(("http://", "https://")) else None)
     if url and url != link:
         extra["url"] = url
-    authors = ", ".join(_clean(name) for name in ref.authors if _clean(name))
+    authors = ", ".join(name for name in map(_clean, ref.authors) if name)
     paper = make_paper(
         title,
         abstract,
