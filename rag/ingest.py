@@ -89,8 +89,8 @@ def ingest(
     the files as the input (e.g. LlamaIndex documents); it is read twice, like files.
     """
     started = time.perf_counter()
-    paths = list(paths) if paths else default_paths(settings)
     if records is None:
+        paths = list(paths) if paths else default_paths(settings)
 
         def records(report: Callable[[Problem], None], on_file: Callable[[str], None]) -> Iterator[Record]:
             return iter_records(paths, report, on_file, options=settings.sources)

@@ -124,7 +124,7 @@ class Library:
             self.settings,
             store,
             self.embedder,
-            ["llamaindex"],
+            None,
             prune=prune,
             report_problem=on_problem,
             progress=progress,
