@@ -33,6 +33,17 @@ class CorpusSettings(_Section):
     )
 
 
+class SourcesSettings(_Section):
+    pdf_full_text: bool = Field(
+        False,
+        description="PDFs: also index the body text (chunked like abstracts, under the same paper), not only the "
+        "title and abstract of the first page; many more passages to embed.",
+    )
+    pdf_max_pages: int = Field(
+        40, ge=1, description="PDFs with pdf_full_text: pages read at most (a thesis or a book stops here)."
+    )
+
+
 class IndexSettings(_Section):
     path: str = Field(
         "~/.local/share/rag/index",
@@ -121,8 +132,10 @@ class RetrievalSettings(_Section):
 
 
 class LLMSettings(_Section):
-    backend: Literal["llamacpp", "openai", "none"] = Field(
-        "llamacpp", description="'llamacpp' (local GGUF), 'openai' (any OpenAI-compatible endpoint) or 'none'."
+    backend: Literal["llamacpp", "openai", "llamaindex", "none"] = Field(
+        "llamacpp",
+        description="'llamacpp' (local GGUF), 'openai' (any OpenAI-compatible endpoint), 'llamaindex' (any "
+        "LlamaIndex LLM class: llamaindex_class, llamaindex_kwargs) or 'none'.",
     )
     model: str = Field(
         "qwen2.5-coder-0.5b-instruct",
@@ -143,6 +156,23 @@ class LLMSettings(_Section):
         "OPENAI_API_KEY", description="openai: the environment variable holding the API key (never logged or stored)."
     )
     timeout_s: float = Field(60.0, gt=0, description="openai: seconds to wait for the server before giving up.")
+    max_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="openai and llamaindex: retries when the server answers 429/502/503/504 (rate limit, "
+        "overloaded), waiting its Retry-After (at most 10 s) or 0.5 s doubling.",
+    )
+    llamaindex_class: str = Field(
+        "llama_index.llms.openai_like.OpenAILike",
+        description="llamaindex: the LLM class as module.Class, e.g. llama_index.llms.ollama.Ollama; its package "
+        "is an optional extra (see README, 'Use any LLM provider').",
+    )
+    llamaindex_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="llamaindex: keyword arguments for the class (model, api_base, base_url, request_timeout, ...); "
+        "the API key comes from api_key_env, never from here.",
+    )
 
 
 class AnswerSettings(_Section):
@@ -242,6 +272,7 @@ class UISettings(_Section):
 
 class Settings(_Section):
     corpus: CorpusSettings = Field(default_factory=CorpusSettings)
+    sources: SourcesSettings = Field(default_factory=SourcesSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)

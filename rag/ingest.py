@@ -22,9 +22,12 @@ from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import IndexStoreError
 from rag.lexical import PaperCatalog
-from rag.sources import add_sources, builtin_corpus_paths, duplicate_problem, iter_records
+from rag.sources import Record, add_sources, builtin_corpus_paths, duplicate_problem, iter_records
 from rag.store import ChromaStore, IndexedPaper
 from rag.types import Chunk, Paper, Problem
+
+# Reads the inputs once more each time it is called: (report a problem, note a file read) -> records.
+RecordSource = Callable[[Callable[[Problem], None], Callable[[str], None]], Iterator[Record]]
 
 
 @dataclass
@@ -77,14 +80,21 @@ def ingest(
     report_problem: Callable[[Problem], None] | None = None,
     progress: bool | Callable[[int, int, int], None] = True,
     catalog: PaperCatalog | None = None,
+    records: RecordSource | None = None,
 ) -> IngestReport:
     """Bring the index up to date with `paths` (default: corpus.paths, else the built-in corpus).
 
     `progress` is True for a progress bar, False for silence, or a callable receiving
-    (papers done, papers planned, chunks done) after each committed batch.
+    (papers done, papers planned, chunks done) after each committed batch. `records` replaces
+    the files as the input (e.g. LlamaIndex documents); it is read twice, like files.
     """
     started = time.perf_counter()
-    paths = list(paths) if paths else default_paths(settings)
+    if records is None:
+        paths = list(paths) if paths else default_paths(settings)
+
+        def records(report: Callable[[Problem], None], on_file: Callable[[str], None]) -> Iterator[Record]:
+            return iter_records(paths, report, on_file, options=settings.sources)
+
     report = IngestReport()
 
     def problem(item: Problem) -> None:
@@ -102,7 +112,7 @@ def ingest(
 
     with _ingest_lock(store.path):
         store.open_for(embedder.model_name, embedder.dimension, create=True)
-        plan = _plan(paths, fingerprint, problem)
+        plan = _plan(records, fingerprint, problem)
         indexed = store.indexed_papers()
         _keep_unread_sources(plan, indexed, prune)
         report.files_read = len(plan.files_read)
@@ -118,7 +128,7 @@ def ingest(
         _embed_planned(
             store,
             embedder,
-            paths,
+            records,
             plan,
             to_embed,
             plan_chunks,
@@ -149,9 +159,9 @@ def ingest(
     return report
 
 
-def _plan(paths: list[Path], fingerprint: str, problem: Callable[[Problem], None]) -> _Plan:
+def _plan(records: RecordSource, fingerprint: str, problem: Callable[[Problem], None]) -> _Plan:
     plan = _Plan()
-    for record in iter_records(paths, problem, plan.files_read.add):
+    for record in records(problem, plan.files_read.add):
         plan.records += 1
         paper = record.paper
         digest = paper_hash(paper, fingerprint)
@@ -161,7 +171,7 @@ def _plan(paths: list[Path], fingerprint: str, problem: Callable[[Problem], None
             plan.sources[paper.paper_id] = list(paper.sources)
             continue
         add_sources(plan.sources[paper.paper_id], paper.sources)
-        if known != digest:
+        if known != digest and not record.merged:
             problem(duplicate_problem(record))
     return plan
 
@@ -169,7 +179,7 @@ def _plan(paths: list[Path], fingerprint: str, problem: Callable[[Problem], None
 def _embed_planned(
     store: ChromaStore,
     embedder: Embedder,
-    paths: list[Path],
+    records: RecordSource,
     plan: _Plan,
     to_embed: set[str],
     chunk_plan: ChunkPlan,
@@ -185,7 +195,7 @@ def _embed_planned(
     count_budget = tiktoken_counter()
     bar = tqdm(total=len(to_embed), unit="paper", desc="embedding", disable=progress is not True, dynamic_ncols=True)
     try:
-        for batch in _batches(_planned_papers(paths, plan, to_embed), batch_papers):
+        for batch in _batches(_planned_papers(records, plan, to_embed), batch_papers):
             chunks = [c for paper in batch for c in chunk_paper(paper, chunk_plan, count_budget, embedder.count_tokens)]
             sentences = _sentences_of(chunks) if sentence_vectors else []
             t0 = time.perf_counter()
@@ -216,10 +226,10 @@ def _sentences_of(chunks: list[Chunk]) -> list[tuple[str, int, str]]:
     ]
 
 
-def _planned_papers(paths: list[Path], plan: _Plan, to_embed: set[str]) -> Iterator[Paper]:
+def _planned_papers(records: RecordSource, plan: _Plan, to_embed: set[str]) -> Iterator[Paper]:
     """Second pass: the first occurrence of each planned paper, carrying all its source files."""
     done: set[str] = set()
-    for record in iter_records(paths, lambda _p: None):
+    for record in records(lambda _p: None, lambda _f: None):
         paper = record.paper
         if paper.paper_id in to_embed and paper.paper_id not in done:
             done.add(paper.paper_id)

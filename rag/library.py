@@ -95,6 +95,43 @@ class Library:
             catalog=catalog,
         )
 
+    def ingest_documents(
+        self,
+        documents: Iterable[Any],
+        *,
+        prune: bool = False,
+        on_problem: Callable[[Problem], None] | None = None,
+        progress: bool | Callable[[int, int, int], None] = False,
+    ) -> IngestReport:
+        """Ingest LlamaIndex `Document`s (from any LlamaIndex reader) the same incremental, crash-safe way.
+
+        Title and abstract come from each document's metadata (`title`, `abstract`), else from its
+        text (first line, rest); other metadata is kept for `--where` filters. See
+        rag/integrations/llama_index.py.
+        """
+        from rag.integrations.llama_index import document_records
+        from rag.readers import Identities
+
+        documents = list(documents)
+
+        def records(report: Callable[[Problem], None], on_file: Callable[[str], None]):
+            identities = Identities()
+            return (identities.resolve(r) for r in document_records(documents, report, on_file))
+
+        store = self.store(create=True)
+        self._retriever = None
+        return ingest(
+            self.settings,
+            store,
+            self.embedder,
+            None,
+            prune=prune,
+            report_problem=on_problem,
+            progress=progress,
+            catalog=self.catalog(),
+            records=records,
+        )
+
     def retriever(self) -> Retriever:
         if self._retriever is None:
             store = self.store()

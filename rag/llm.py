@@ -1,7 +1,8 @@
 """LLM backends behind one small interface: stream the reply to a list of chat messages.
 
 `llamacpp` runs a local GGUF through llama-cpp-python; `openai` talks to any OpenAI-compatible
-endpoint (OpenAI, vLLM, Ollama, llama.cpp's server). Each is chosen by `llm.backend` and imports
+endpoint (OpenAI, vLLM, Ollama, llama.cpp's server); `llamaindex` wraps any LlamaIndex LLM class
+(rag/llm_llamaindex.py). Each is chosen by `llm.backend` and imports
 its heavy dependency only when selected. Every failure a user can meet (missing model, endpoint
 down, timeout, bad key) becomes an `LLMError` with a one-line message, so callers can fall back
 to extractive answers and still show what was retrieved.
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -67,6 +70,10 @@ def load_chat_model(settings: LLMSettings, progress: Callable[[str], None] | Non
             return LlamaCppModel(settings, progress)
         case "openai":
             return OpenAICompatibleModel(settings)
+        case "llamaindex":
+            from rag.llm_llamaindex import LlamaIndexModel
+
+            return LlamaIndexModel(settings)
         case "none":
             return None
     raise RagError(f"llm.backend: unknown backend '{settings.backend}'")
@@ -160,13 +167,40 @@ class LlamaCppModel:
             raise LLMError(f"{self.name}: {_first_line(exc)}") from None
 
 
+_RETRIED_STATUSES = {429, 502, 503, 504}  # "try again": rate limits, overloaded or restarting servers
+_MAX_RETRY_WAIT_S = 10.0
+
+
+def retry_delay(retry_after: str | None, attempt: int) -> float:
+    """Seconds to wait before retry `attempt` (0-based): the server's Retry-After, else 0.5 s doubling; capped."""
+    try:
+        seconds = float(retry_after) if retry_after else 0.5 * 2**attempt
+    except ValueError:  # an HTTP date: not worth parsing for a wait this short
+        seconds = 0.5 * 2**attempt
+    return min(max(seconds, 0.0), _MAX_RETRY_WAIT_S)
+
+
 class OpenAICompatibleModel:
-    """POST /chat/completions with `stream: true`, read as server-sent events."""
+    """POST /chat/completions with `stream: true`, read as server-sent events.
+
+    One connection pool per model (a new client per request cost ~40 ms, bench/llm_client_bench.py);
+    HTTP 429/502/503/504 are retried `llm.max_retries` times, before any text has streamed.
+    """
 
     def __init__(self, settings: LLMSettings) -> None:
         self._settings = settings
         self.name = f"openai:{settings.model}"
         self._base_url = settings.base_url.rstrip("/")
+        self._client = None  # httpx.Client, made on first use
+        self._client_lock = threading.Lock()
+
+    def _http(self):  # -> httpx.Client
+        import httpx
+
+        with self._client_lock:
+            if self._client is None:
+                self._client = httpx.Client()
+            return self._client
 
     def _headers(self, key: str) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -198,30 +232,19 @@ class OpenAICompatibleModel:
             return text.replace(key, "[api key]") if len(key) >= 4 else text
 
         try:
-            with (
-                httpx.Client(timeout=timeout) as client,
-                client.stream("POST", url, json=body, headers=self._headers(key)) as response,
-            ):
-                if response.status_code != 200:
+            for attempt in range(self._settings.max_retries + 1):
+                with self._http().stream(
+                    "POST", url, json=body, headers=self._headers(key), timeout=timeout
+                ) as response:
+                    if response.status_code == 200:
+                        yield from self._events(response, redact)
+                        return
                     response.read()
                     detail = _error_detail(redact(response.text))
-                    raise LLMError(f"{url} answered HTTP {response.status_code}: {detail}")
-                events, first_line = 0, None
-                for raw_line in response.iter_lines():
-                    line = redact(raw_line)
-                    first_line = first_line or line.strip()
-                    events += line.startswith("data:")
-                    text = parse_sse_line(line)
-                    if text is _DONE:
-                        return
-                    if text:
-                        yield text
-                if not events:
-                    got = " ".join((first_line or "an empty body").split())[:80]
-                    raise LLMError(
-                        f"the LLM endpoint {self._base_url} answered without a chat-completion stream (got {got!r}); "
-                        "is it OpenAI-compatible?"
-                    )
+                    if response.status_code not in _RETRIED_STATUSES or attempt == self._settings.max_retries:
+                        raise LLMError(f"{url} answered HTTP {response.status_code}: {detail}")
+                    delay = retry_delay(response.headers.get("Retry-After"), attempt)
+                time.sleep(delay)
         except httpx.ConnectError:
             raise LLMError(f"cannot reach the LLM endpoint {self._base_url} (is the server running?)") from None
         except httpx.TimeoutException:
@@ -230,6 +253,24 @@ class OpenAICompatibleModel:
             ) from None
         except httpx.HTTPError as exc:
             raise LLMError(f"LLM endpoint {self._base_url}: {_first_line(exc)}") from None
+
+    def _events(self, response, redact: Callable[[str], str]) -> Iterator[str]:
+        events, first_line = 0, None
+        for raw_line in response.iter_lines():
+            line = redact(raw_line)
+            first_line = first_line or line.strip()
+            events += line.startswith("data:")
+            text = parse_sse_line(line)
+            if text is _DONE:
+                return
+            if text:
+                yield text
+        if not events:
+            got = " ".join((first_line or "an empty body").split())[:80]
+            raise LLMError(
+                f"the LLM endpoint {self._base_url} answered without a chat-completion stream (got {got!r}); "
+                "is it OpenAI-compatible?"
+            )
 
 
 _DONE = object()

@@ -2,7 +2,8 @@
 
 Formats: Hugging Face Papers page dumps (.txt), JSON Lines (generic or the arXiv metadata
 snapshot), CSV/TSV with title and abstract columns, and plain .txt/.md documents. Everything is
-streamed line by line, so a multi-gigabyte arXiv snapshot never sits in memory.
+streamed line by line, so a multi-gigabyte arXiv snapshot never sits in memory. BibTeX, RIS and PDF
+files are read by `rag.readers`, dispatched to by extension.
 
 Nothing here raises for bad input: each problem becomes a `Problem` naming the file (and line),
 and the rest of the input is still read.
@@ -18,11 +19,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag.config import SourcesSettings
 from rag.textclean import clean_text, title_key
 from rag.types import Paper, Problem
 
 BUILTIN_CORPUS = Path(__file__).resolve().parent / "data" / "seeds"
-SUPPORTED_SUFFIXES = (".txt", ".md", ".jsonl", ".ndjson", ".json", ".csv", ".tsv")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".bib", ".ris", ".pdf")
 
 # Lines of a Hugging Face Papers page that are page furniture, not papers (matched by content).
 _PAGE_FURNITURE = {
@@ -55,6 +57,8 @@ class Record:
 
     paper: Paper
     location: str
+    merge_keys: tuple[str, ...] | None = None  # ("arxiv:...", "doi:..."): may join a paper of the run
+    merged: bool = False  # joined a paper read before it: differing text is expected, not a problem
 
 
 @dataclass
@@ -71,11 +75,11 @@ def builtin_corpus_paths() -> list[Path]:
     return sorted(BUILTIN_CORPUS.glob("*.txt"))
 
 
-def load_corpus(paths: Iterable[str | Path]) -> Corpus:
+def load_corpus(paths: Iterable[str | Path], options: SourcesSettings | None = None) -> Corpus:
     """Read every path into memory and merge repeats; for small corpora, tests and evaluation."""
     corpus = Corpus()
     by_id: dict[str, Paper] = {}
-    for record in iter_records(paths, corpus.problems.append, corpus.files_read.append):
+    for record in iter_records(paths, corpus.problems.append, corpus.files_read.append, options=options):
         corpus.records_read += 1
         merge_into(by_id, record, corpus.problems.append)
     corpus.papers = list(by_id.values())
@@ -90,7 +94,7 @@ def merge_into(by_id: dict[str, Paper], record: Record, report: Callable[[Proble
         by_id[paper.paper_id] = paper
         return
     add_sources(known.sources, paper.sources)
-    if (known.title, known.abstract) != (paper.title, paper.abstract):
+    if (known.title, known.abstract) != (paper.title, paper.abstract) and not record.merged:
         report(duplicate_problem(record))
 
 
@@ -106,11 +110,18 @@ def iter_records(
     paths: Iterable[str | Path],
     report: Callable[[Problem], None],
     on_file: Callable[[str], None] = lambda _path: None,
+    *,
+    options: SourcesSettings | None = None,
 ) -> Iterator[Record]:
     """Yield records from files and folders in order; problems go to `report`, never raise."""
-    for path in expand_paths(paths, report):
+    from rag.readers import MERGEABLE_SUFFIXES, Identities
+
+    options, files = options or SourcesSettings(), list(expand_paths(paths, report))
+    identities = Identities() if any(p.suffix.lower() in MERGEABLE_SUFFIXES for p in files) else None
+    for path in files:
         on_file(str(path))
-        yield from _read_file(path, report)
+        for record in _read_file(path, report, options):
+            yield identities.resolve(record) if identities else record
 
 
 def expand_paths(paths: Iterable[str | Path], report: Callable[[Problem], None]) -> Iterator[Path]:
@@ -141,7 +152,13 @@ def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def _read_file(path: Path, report: Callable[[Problem], None]) -> Iterator[Record]:
+def _read_file(path: Path, report: Callable[[Problem], None], options: SourcesSettings) -> Iterator[Record]:
+    suffix = path.suffix.lower()
+    if suffix in (".bib", ".ris", ".pdf"):
+        from rag.readers import read_with  # the readers build on this module's Record and make_paper
+
+        yield from read_with(path, report, options)
+        return
     try:
         with path.open("rb") as handle:
             head = handle.read(8192)
@@ -154,7 +171,6 @@ def _read_file(path: Path, report: Callable[[Problem], None]) -> Iterator[Record
     if b"\x00" in head:
         report(Problem(str(path), "binary file, not text; skipped"))
         return
-    suffix = path.suffix.lower()
     try:
         if suffix in (".jsonl", ".ndjson", ".json"):
             yield from _read_json_lines(path, report)

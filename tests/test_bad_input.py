@@ -107,7 +107,31 @@ FILE_CASES = [
         "page.txt:3: title without an abstract",
         0,
     ),
-    ("unsupported-type", "paper.pdf", b"%PDF-1.7 ...", "unsupported file type '.pdf'", 0),
+    ("unsupported-type", "paper.docx", b"PK\x03\x04 ...", "unsupported file type '.docx'", 0),
+    ("broken-pdf", "paper.pdf", b"%PDF-1.7 ...", "paper.pdf: broken PDF, cannot be opened", 0),
+    ("pdf-not-pdf", "notes.pdf", b"plain text saved as .pdf", "notes.pdf: not a PDF (no %PDF header)", 0),
+    (
+        "bib-malformed-entry",
+        "refs.bib",
+        b"@article{bad, title = {Oops\n@article{ok, title = {Kept}, abstract = {Kept abstract.}}\n",
+        "refs.bib:1: unbalanced braces in field 'title'",
+        1,
+    ),
+    (
+        "bib-no-abstract",
+        "scholar.bib",
+        b"@article{a, title = {One}}\n@article{b, title = {Two}}\n",
+        "scholar.bib: 2 entries have no abstract; skipped (a, b)",
+        0,
+    ),
+    ("bib-no-entries", "empty.bib", b"% just a comment\n", "empty.bib: no BibTeX entries found", 0),
+    (
+        "ris-no-end",
+        "open.ris",
+        b"TY  - JOUR\nTI  - Unfinished\nAB  - Still read.\n",
+        "open.ris:1: record has no 'ER  -' line",
+        1,
+    ),
 ]
 
 

@@ -87,3 +87,58 @@ def test_http_error_shows_the_servers_reason_but_never_the_key(monkeypatch):
 def test_malformed_event_is_an_error_not_silence():
     with pytest.raises(LLMError, match="malformed event"):
         parse_sse_line("data: {broken json")
+
+
+class _Flaky(http.server.BaseHTTPRequestHandler):
+    """Answers the statuses in server.script first (429 with Retry-After, 500, ...), then a stream."""
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        server = self.server
+        server.requests += 1  # type: ignore[attr-defined]
+        if server.script:  # type: ignore[attr-defined]
+            status = server.script.pop(0)  # type: ignore[attr-defined]
+            body = json.dumps({"error": {"message": f"status {status}"}}).encode()
+            self.send_response(status)
+            self.send_header("Retry-After", "0.2")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        chunk = {"choices": [{"delta": {"content": "ok"}}]}
+        body = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("script", "answered", "requests"),
+    [([429, 503], True, 3), ([429, 429, 429], False, 3), ([500], False, 1), ([401], False, 1)],
+)
+def test_rate_limits_and_overload_are_retried_other_errors_are_not(script, answered, requests):
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Flaky)
+    server.script, server.requests = list(script), 0  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    model = OpenAICompatibleModel(LLMSettings(backend="openai", base_url=f"http://127.0.0.1:{server.server_port}/v1"))
+    try:
+        if answered:
+            assert "".join(model.stream(MESSAGES, max_tokens=8, temperature=0)) == "ok"
+        else:
+            with pytest.raises(LLMError, match=f"HTTP {script[-1]}: status {script[-1]}"):
+                list(model.stream(MESSAGES, max_tokens=8, temperature=0))
+    finally:
+        server.shutdown()
+    assert server.requests == requests  # type: ignore[attr-defined]
+
+
+def test_retry_delay_honours_retry_after_within_a_cap():
+    from rag.llm import retry_delay
+
+    assert retry_delay("2", 0) == 2.0 and retry_delay(None, 0) == 0.5 and retry_delay(None, 2) == 2.0
+    assert retry_delay("3600", 0) == 10.0 and retry_delay("Wed, 21 Oct 2015 07:28:00 GMT", 1) == 1.0

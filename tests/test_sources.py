@@ -126,8 +126,8 @@ def test_bad_files_are_reported_and_good_ones_read(tmp_path):
     binary.write_bytes(b"\x00\x01\x02garbage\xff" * 100)
     latin = tmp_path / "latin.txt"
     latin.write_bytes("Caf\xe9 title\n".encode("latin-1"))
-    pdf = _write(tmp_path / "paper.pdf", "%PDF-1.4")
-    corpus = load_corpus([tmp_path / "missing.jsonl", empty, binary, latin, pdf, good])
+    docx = _write(tmp_path / "paper.docx", "PK")
+    corpus = load_corpus([tmp_path / "missing.jsonl", empty, binary, latin, docx, good])
     assert [p.title for p in corpus.papers] == ["Fine"]
     messages = sorted(str(p) for p in corpus.problems)
     assert len(messages) == 5
@@ -135,7 +135,7 @@ def test_bad_files_are_reported_and_good_ones_read(tmp_path):
     assert any("empty.jsonl: empty file" in m for m in messages)
     assert any("blob.txt: binary file" in m for m in messages)
     assert any("latin.txt: not UTF-8 text" in m for m in messages)
-    assert any("paper.pdf: unsupported file type '.pdf'" in m for m in messages)
+    assert any("paper.docx: unsupported file type '.docx'" in m for m in messages)
     assert all("\n" not in m for m in messages)
 
 

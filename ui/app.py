@@ -27,7 +27,7 @@ EXAMPLES = [
     "Is there a benchmark for matching objects across images for MLLMs?",
     "How many languages does the mOSCAR corpus cover?",
 ]
-UPLOAD_TYPES = (".jsonl", ".json", ".csv", ".txt")
+UPLOAD_TYPES = (".jsonl", ".json", ".csv", ".txt", ".bib", ".ris", ".pdf")
 
 
 def safe_upload_name(name: str) -> str:
@@ -144,7 +144,7 @@ def build_app(settings: Settings):
 
     def ingest_files(files, progress=gr.Progress()):  # noqa: B008 - Gradio injects progress this way
         if not files:
-            return "Choose one or more files first (JSONL, CSV, TXT).", stats_markdown(library)
+            return "Choose one or more files first (JSONL, CSV, TXT, BibTeX, RIS, PDF).", stats_markdown(library)
         upload_dir.mkdir(parents=True, exist_ok=True)
         kept, refused = [], []
         limit = settings.ui.max_upload_mb * 1e6
@@ -206,7 +206,8 @@ def build_app(settings: Settings):
             history = gr.State([])
         with gr.Tab("Ingest", elem_id="ingest-tab"):
             gr.Markdown(
-                f"Upload JSONL, CSV, TXT or Hugging Face page dumps (up to {settings.ui.max_upload_mb:g} MB each)."
+                "Upload JSONL, CSV, TXT, Hugging Face page dumps, BibTeX or RIS exports, or PDF papers "
+                f"(up to {settings.ui.max_upload_mb:g} MB each)."
             )
             files = gr.File(file_count="multiple", file_types=list(UPLOAD_TYPES), elem_id="upload")
             ingest_button = gr.Button("Ingest", variant="primary", elem_id="ingest")

@@ -1,0 +1,1 @@
+"""Bridges to other frameworks; each module imports its framework, so import them only when wanted."""

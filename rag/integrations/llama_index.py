@@ -1,0 +1,329 @@
+"""paper-rag inside LlamaIndex apps, and LlamaIndex documents into paper-rag.
+
+Out: `PaperRetriever` is a LlamaIndex retriever over our hybrid search (one node per paper: its
+best passages, with paper id, title, url, date and source files in metadata and our fused score),
+so `RetrieverQueryEngine`, `CondensePlusContextChatEngine`, agents and evaluators run on it.
+`PaperQueryEngine` and `PaperChatEngine` wrap `Assistant`: the response text is the checked
+answer and `source_nodes` are the cited papers with their supporting passage and `supported` flag.
+
+In: `document_records` turns LlamaIndex `Document`s into records for `Library.ingest_documents`.
+
+    from rag.integrations.llama_index import PaperRetriever, PaperQueryEngine
+    retriever = PaperRetriever(Library.from_config(), k=5)
+    engine = PaperQueryEngine.from_config()            # cited, verified answers
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole
+from llama_index.core.base.response.schema import Response, StreamingResponse
+from llama_index.core.chat_engine.types import AgentChatResponse, BaseChatEngine, StreamingAgentChatResponse
+from llama_index.core.query_engine import CustomQueryEngine
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+from rag.chunking import abstract_sentences
+from rag.library import Library
+from rag.sources import Record, make_paper
+from rag.types import Answer, PaperHit, Problem
+
+__all__ = [
+    "CheckedStreamingResponse",
+    "PaperChatEngine",
+    "PaperQueryEngine",
+    "PaperRetriever",
+    "answer_nodes",
+    "document_records",
+    "paper_node",
+]
+
+_HIDDEN_FROM_LLM = ["paper_id", "url", "date", "sources", "similarity", "bm25", "rank", "supported", "n", "cited"]
+
+
+# --- out: retrieval -----------------------------------------------------------------------------
+
+
+def paper_node(hit: PaperHit, rank: int, passages: int | None = None) -> NodeWithScore:
+    """One retrieved paper as a node: its best passages as text, the title shown to the LLM."""
+    text = " ".join(abstract_sentences((hit.passages or [hit.passage])[:passages]))
+    metadata = {
+        "paper_id": hit.paper_id,
+        "title": hit.title,
+        "url": hit.url,
+        "date": hit.date,
+        "sources": list(hit.sources),
+        "similarity": round(hit.score, 4),
+        "bm25": hit.lexical,
+        "rank": rank,
+    }
+    node = TextNode(
+        id_=hit.paper_id,
+        text=text,
+        metadata=metadata,
+        excluded_llm_metadata_keys=_HIDDEN_FROM_LLM,
+        excluded_embed_metadata_keys=list(metadata),
+    )
+    return NodeWithScore(node=node, score=hit.fused or hit.score)
+
+
+class PaperRetriever(BaseRetriever):
+    """Our hybrid retrieval as a LlamaIndex retriever: each paper once, best first."""
+
+    def __init__(
+        self,
+        library: Library,
+        *,
+        k: int | None = None,
+        where: Iterable[str] | None = None,
+        mode: str | None = None,
+        rerank: bool | None = None,
+        passages: int | None = None,
+    ) -> None:
+        """`passages` caps the passages per paper in a node's text (default: retrieval.passages)."""
+        super().__init__()
+        self.library = library
+        self.passages = passages
+        self.k = k
+        self.where = list(where) if where else None
+        self.mode = mode
+        self.rerank = rerank
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        hits = self.library.search(
+            query_bundle.query_str, k=self.k, where=self.where, mode=self.mode, rerank=self.rerank
+        )
+        return [paper_node(hit, rank, self.passages) for rank, hit in enumerate(hits, start=1)]
+
+
+# --- out: cited answers -----------------------------------------------------------------------------
+
+
+def answer_nodes(answer: Answer) -> list[NodeWithScore]:
+    """The cited papers of an answer: supporting passage as text, `supported` in metadata."""
+    score_of = {hit.paper_id: hit.score for hit in answer.sources}
+    nodes = []
+    for citation in answer.citations:
+        metadata = {
+            "paper_id": citation.paper_id,
+            "title": citation.title,
+            "url": citation.url,
+            "n": citation.n,
+            "supported": citation.supported,
+        }
+        node = TextNode(
+            id_=f"{citation.paper_id}#cite{citation.n}",
+            text=citation.supporting_passage,
+            metadata=metadata,
+            excluded_llm_metadata_keys=_HIDDEN_FROM_LLM,
+            excluded_embed_metadata_keys=list(metadata),
+        )
+        nodes.append(NodeWithScore(node=node, score=score_of.get(citation.paper_id)))
+    return nodes
+
+
+def answer_metadata(answer: Answer) -> dict[str, Any]:
+    """What a LlamaIndex caller needs beyond the text: how the answer was made, and the Answer itself."""
+    return {
+        "refused": answer.refused,
+        "mode": answer.mode,
+        "grounded": answer.grounded,
+        "model": answer.model,
+        "notes": list(answer.notes),
+        "error": answer.error,
+        "nearest": [{"paper_id": h.paper_id, "title": h.title, "score": h.score} for h in answer.sources],
+        "answer": answer,
+    }
+
+
+@dataclass
+class CheckedStreamingResponse(StreamingResponse):
+    """Streams the model's tokens as they come; once the stream ends, the response is the checked answer.
+
+    The checked text can differ from the streamed tokens (markers corrected, or an answer that
+    failed verification replaced by the extractive one): `str(response)`, `get_response()` and
+    `answer` give the checked one, and `source_nodes` are filled with the verified citations.
+    """
+
+    answer: Answer | None = field(default=None)
+
+    def _finish(self) -> None:
+        if self.response_gen is not None:
+            for _ in self.response_gen:
+                pass
+
+    def __str__(self) -> str:
+        self._finish()
+        return self.answer.answer if self.answer else ""
+
+    def get_response(self) -> Response:
+        self._finish()
+        return Response(self.answer.answer if self.answer else "", self.source_nodes, self.metadata)
+
+
+def _stream_checked(items: Iterator[str | Answer], response: CheckedStreamingResponse) -> Iterator[str]:
+    for item in items:
+        if isinstance(item, Answer):
+            response.answer = item
+            response.response_txt = item.answer
+            response.source_nodes.extend(answer_nodes(item))
+            response.metadata = answer_metadata(item)
+        else:
+            yield item
+
+
+class PaperQueryEngine(CustomQueryEngine):
+    """`Assistant` as a LlamaIndex query engine: cited, verified answers; refusals when the papers do not say."""
+
+    assistant: Any
+    streaming: bool = False
+
+    @classmethod
+    def from_config(
+        cls, profile: str | None = None, overrides: Mapping[str, Any] | None = None, *, streaming: bool = False
+    ) -> PaperQueryEngine:
+        from rag.answering import Assistant
+
+        return cls(assistant=Assistant.from_config(profile, overrides), streaming=streaming)
+
+    def custom_query(self, query_str: str) -> Response | StreamingResponse:
+        if self.streaming:
+            response = CheckedStreamingResponse(response_gen=iter(()), source_nodes=[])
+            response.response_gen = _stream_checked(self.assistant.stream(query_str), response)
+            return response
+        answer = self.assistant.ask(query_str)
+        return Response(answer.answer, answer_nodes(answer), answer_metadata(answer))
+
+
+class PaperChatEngine(BaseChatEngine):
+    """`Assistant` as a LlamaIndex chat engine: follow-ups lean on the earlier turns, answers stay checked."""
+
+    def __init__(self, assistant: Any) -> None:
+        self.assistant = assistant
+        self._history: list[tuple[str, str]] = []
+
+    @classmethod
+    def from_config(cls, profile: str | None = None, overrides: Mapping[str, Any] | None = None) -> PaperChatEngine:
+        from rag.answering import Assistant
+
+        return cls(Assistant.from_config(profile, overrides))
+
+    def reset(self) -> None:
+        self._history = []
+
+    @property
+    def chat_history(self) -> list[ChatMessage]:
+        messages = []
+        for question, answer in self._history:
+            messages.append(ChatMessage(role=MessageRole.USER, content=question))
+            messages.append(ChatMessage(role=MessageRole.ASSISTANT, content=answer))
+        return messages
+
+    def _turns(self, chat_history: Sequence[ChatMessage] | None) -> list[tuple[str, str]]:
+        if chat_history is None:
+            return list(self._history)
+        turns, question = [], None
+        for message in chat_history:
+            if message.role == MessageRole.USER:
+                question = message.content or ""
+            elif message.role == MessageRole.ASSISTANT and question is not None:
+                turns.append((question, message.content or ""))
+                question = None
+        return turns
+
+    def chat(self, message: str, chat_history: list[ChatMessage] | None = None) -> AgentChatResponse:
+        turns = self._turns(chat_history)
+        answer = self.assistant.ask(message, history=turns)
+        self._history = [*turns, (message, answer.answer)]
+        return AgentChatResponse(
+            response=answer.answer, source_nodes=answer_nodes(answer), metadata=answer_metadata(answer)
+        )
+
+    def stream_chat(self, message: str, chat_history: list[ChatMessage] | None = None) -> StreamingAgentChatResponse:
+        turns = self._turns(chat_history)
+        response = StreamingAgentChatResponse(is_writing_to_memory=False)
+
+        def deltas() -> Iterator[ChatResponse]:
+            text = ""
+            for item in self.assistant.stream(message, history=turns):
+                if isinstance(item, Answer):
+                    response.source_nodes.extend(answer_nodes(item))
+                    response.metadata = answer_metadata(item)  # type: ignore[attr-defined]
+                    self._history = [*turns, (message, item.answer)]
+                    continue
+                text += item
+                yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=item)
+
+        response.chat_stream = deltas()
+        return response
+
+    async def achat(self, message: str, chat_history: list[ChatMessage] | None = None) -> AgentChatResponse:
+        return self.chat(message, chat_history)
+
+    async def astream_chat(
+        self, message: str, chat_history: list[ChatMessage] | None = None
+    ) -> StreamingAgentChatResponse:
+        return self.stream_chat(message, chat_history)
+
+
+# --- in: documents ------------------------------------------------------------------------------
+
+_TITLE_KEYS = ("title", "paper_title", "name")
+_ABSTRACT_KEYS = ("abstract", "summary", "description")
+_ID_KEYS = ("paper_id", "arxiv_id", "id", "entry_id")
+_SOURCE_KEYS = ("file_path", "file_name", "source", "url")
+_SIMPLE = {"authors": ("authors", "author"), "date": ("date", "published", "year"), "url": ("url", "link")}
+
+
+def document_records(
+    documents: Sequence[Any], report: Callable[[Problem], None], on_file: Callable[[str], None] = lambda _s: None
+) -> Iterator[Record]:
+    """LlamaIndex `Document`s as records: title and abstract from metadata, else from the text.
+
+    A document without a `title` in its metadata takes its text's first line as the title and the
+    rest as the abstract. Every other metadata value is kept (as text) for `--where` filters.
+    """
+    for position, document in enumerate(documents):
+        metadata = {str(k): v for k, v in (getattr(document, "metadata", None) or {}).items()}
+        lowered = {k.lower(): k for k in metadata}
+        used: set[str] = set()
+
+        def pick(names: Sequence[str], metadata=metadata, lowered=lowered, used=used) -> str | None:
+            for name in names:
+                key = lowered.get(name)
+                if key is not None and metadata[key] not in (None, ""):
+                    used.add(key)
+                    return _as_text(metadata[key])
+            return None
+
+        text = (document.get_content() if hasattr(document, "get_content") else str(document)).strip()
+        source = pick(_SOURCE_KEYS) or "llamaindex"
+        on_file(source)
+        title, abstract = pick(_TITLE_KEYS), pick(_ABSTRACT_KEYS)
+        if title is None and abstract is None:
+            first, _, rest = text.partition("\n")
+            title, abstract = first.lstrip("#").strip(), rest.strip()
+        abstract = abstract or text
+        location = f"document {position} ({getattr(document, 'id_', '') or source})"
+        if not title or not abstract:
+            missing = " and ".join(name for name, value in (("title", title), ("text", abstract)) if not value)
+            report(Problem(location, f"document has no {missing}; skipped"))
+            continue
+        paper_id = pick(_ID_KEYS)
+        simple = {name: pick(keys) for name, keys in _SIMPLE.items()}
+        extra = {k: _as_text(v) for k, v in metadata.items() if k not in used and v not in (None, "")}
+        paper = make_paper(title, abstract, source, paper_id=paper_id, extra=extra, **simple)
+        keys = tuple(f"{kind}:{extra[kind].lower()}" for kind in ("doi", "arxiv") if extra.get(kind))
+        yield Record(paper, location, merge_keys=keys)
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return ", ".join(value)
+    return json.dumps(value, ensure_ascii=False, default=str)
