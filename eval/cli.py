@@ -25,7 +25,7 @@ def run_eval(library: Library, args: argparse.Namespace) -> int:
     out = Path(args.out or library.settings.eval.out)
     if args.beir:
         return _eval_beir(library, args, out)
-    golden = Path(args.golden or library.settings.eval.golden or runner.default_golden())
+    golden = Path(args.golden or library.settings.eval.golden or runner.default_golden(args.split))
     if not golden.exists():
         raise RagError(f"golden set {golden} does not exist")
     thresholds = dict(library.settings.eval.fail_under)

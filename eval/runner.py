@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from eval.harness import DEFAULT_GOLDEN, answer_item, load_golden
+from eval.harness import GOLDEN_SPLITS, answer_item, load_golden
 from eval.metrics import GoldenItem, ItemScore, score_retrieval, summarize, summarize_retrieval
 from rag.conversation import concat_standalone
 from rag.types import Turn
@@ -22,8 +22,8 @@ from rag.types import Turn
 PARTIAL = "partial.jsonl"
 
 
-def default_golden() -> Path:
-    return DEFAULT_GOLDEN
+def default_golden(split: str = "dev") -> Path:
+    return GOLDEN_SPLITS[split]
 
 
 def index_fingerprint(library) -> str:

@@ -97,7 +97,13 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "eval", parents=[common, answering], help="score retrieval or answers on a golden set (or a BEIR folder)"
     )
-    evaluate.add_argument("--golden", type=Path, help="golden JSONL (default: eval.golden, else the built-in set)")
+    evaluate.add_argument("--golden", type=Path, help="golden JSONL (default: eval.golden, else the --split set)")
+    evaluate.add_argument(
+        "--split",
+        choices=("dev", "test"),
+        default="dev",
+        help="built-in golden split: dev (tune on it) or test (report only; never tune on it)",
+    )
     evaluate.add_argument(
         "--beir", type=Path, metavar="DIR", help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)"
     )

@@ -213,16 +213,15 @@ def paper_answer_score(
     return fused + lexical_weight * question_coverage + sentence_weight * best_sentence
 
 
-NUMBER_BONUS = 0.15
 _DIGIT = re.compile(r"\d")
 
 
 def statement_sentence(scored: Sequence[ScoredSentence], wants_number: bool) -> str:
-    """The sentence of one paper that best states what was asked: its best match, or for a question asking for a
-    figure its best-matching sentence that states one."""
-    if not scored:
-        return ""
-    return max(scored, key=lambda s: s.score + (NUMBER_BONUS if wants_number and _DIGIT.search(s.text) else 0.0)).text
+    """The sentence of one paper that best states what was asked: its best match, or, for a question asking for a
+    figure, its best-matching sentence that states one (when the abstract has any)."""
+    pool = [s for s in scored if _DIGIT.search(s.text)] if wants_number else []
+    pool = pool or list(scored)
+    return max(pool, key=lambda s: s.score).text if pool else ""
 
 
 STRENGTH_LEXICAL_WEIGHT = 0.2
