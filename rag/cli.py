@@ -240,7 +240,7 @@ def _cmd_stats(library: Library, args: argparse.Namespace) -> int:
         print(json.dumps(stats.__dict__, indent=2))
         return EXIT_OK
     print(f"index:     {stats.path} (collection '{stats.collection}')")
-    print(f"model:     {stats.model or '-'} ({stats.dimension or '-'}-d)")
+    print(f"model:     {stats.model or '-'} ({stats.dimension or '-'}-d, {stats.precision or '-'} vectors)")
     print(f"papers:    {stats.papers}")
     print(f"chunks:    {stats.chunks}")
     print(f"size:      {'held by the server' if stats.size_bytes is None else f'{stats.size_bytes / 1e6:.1f} MB'}")

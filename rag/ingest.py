@@ -101,7 +101,13 @@ def ingest(
     fingerprint = f"{embedder.model_name}|{plan_chunks}"
 
     with _ingest_lock(store.path):
-        store.open_for(embedder.model_name, embedder.dimension, create=True)
+        store.open_for(
+            embedder.model_name,
+            embedder.dimension,
+            create=True,
+            precision=embedder.precision,
+            backend=embedder.backend,
+        )
         plan = _plan(paths, fingerprint, problem)
         indexed = store.indexed_papers()
         _keep_unread_sources(plan, indexed, prune)

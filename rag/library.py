@@ -99,8 +99,9 @@ class Library:
         if self._retriever is None:
             store = self.store()
             # Refuse a model mismatch before paying for the model load.
-            store.open_for(self.settings.embedding.model, None, create=False)
-            store.open_for(self.embedder.model_name, self.embedder.dimension, create=False)
+            precision = self.settings.embedding.precision
+            store.open_for(self.settings.embedding.model, None, create=False, precision=precision)
+            store.open_for(self.embedder.model_name, self.embedder.dimension, create=False, precision=precision)
             self._retriever = Retriever(
                 self.settings.retrieval,
                 store,
