@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rag.errors import RagError
 from rag.filters import parse_filters
+from rag.ingest import IngestProgress
 from rag.library import Library
 from rag.retrieval import check_question
 from rag.types import PaperHit, Problem
@@ -132,9 +133,14 @@ def _print_problem(problem: Problem) -> None:
     print(f"rag: skipped {problem}", file=sys.stderr)
 
 
-def _log_progress(done: int, total: int, chunks: int) -> None:
+def log_progress(progress: IngestProgress) -> None:
     """Progress for logs and pipes, where a progress bar would be noise: one line per committed batch."""
-    print(f"rag: embedded {done}/{total} papers ({chunks} chunks)", file=sys.stderr, flush=True)
+    print(f"rag: {progress.describe()}", file=sys.stderr, flush=True)
+
+
+def ingest_progress(quiet: bool = False):  # -> bool | ProgressCallback
+    """A bar on a terminal, one line per batch (rate, time left) in logs and pipes, or nothing."""
+    return False if quiet else (True if sys.stderr.isatty() else log_progress)
 
 
 def _cmd_ingest(library: Library, args: argparse.Namespace) -> int:
@@ -143,7 +149,7 @@ def _cmd_ingest(library: Library, args: argparse.Namespace) -> int:
         rebuild=args.rebuild,
         prune=args.prune,
         on_problem=_print_problem,
-        progress=False if args.quiet else (True if sys.stderr.isatty() else _log_progress),
+        progress=ingest_progress(args.quiet),
     )
     print(
         f"read {report.records_read} records ({report.papers_seen} papers) from {report.files_read} files: "

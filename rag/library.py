@@ -15,7 +15,7 @@ from typing import Any
 from rag.config import Settings, load_settings
 from rag.embedding import Embedder, load_embedder
 from rag.filters import PaperFilter
-from rag.ingest import IngestReport, ingest
+from rag.ingest import IngestReport, ProgressCallback, ingest
 from rag.lexical import PaperCatalog
 from rag.retrieval import Retriever
 from rag.store import ChromaStore, StoreStats
@@ -76,7 +76,7 @@ class Library:
         rebuild: bool = False,
         prune: bool = False,
         on_problem: Callable[[Problem], None] | None = None,
-        progress: bool | Callable[[int, int, int], None] = True,
+        progress: bool | ProgressCallback = True,
     ) -> IngestReport:
         store = self.store(create=True)
         catalog = self.catalog()

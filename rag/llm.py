@@ -43,12 +43,19 @@ def load_chat_model(settings: LLMSettings, progress: Callable[[str], None] | Non
 
 
 class LlamaCppModel:
-    """A local GGUF via llama-cpp-python; loaded on first use, then kept (with its prompt cache)."""
+    """A local GGUF via llama-cpp-python; loaded on first use, then kept (with its prompt cache).
+
+    llama-cpp-python already skips the prompt tokens a request shares with the one before it in the
+    same process. `llm.prompt_cache` adds a memory across processes and interleaved requests: the
+    evaluated state of the prefix that consecutive prompts share (the system prompt and instructions,
+    whatever their text) is kept on disk beside the model and restored on load.
+    """
 
     def __init__(self, settings: LLMSettings, progress: Callable[[str], None] | None = None) -> None:
         self._settings = settings
         self._progress = progress
         self._llama = None
+        self._prefix_cache = None
         self.name = f"llamacpp:{Path(settings.model).stem if settings.model.endswith('.gguf') else settings.model}"
 
     def load(self):  # -> llama_cpp.Llama
@@ -65,16 +72,25 @@ class LlamaCppModel:
                 "llama-cpp-python is not installed; install it portable with "
                 "CMAKE_ARGS='-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF' pip install llama-cpp-python (or: make setup)"
             ) from None
+        settings = self._settings
         try:
             self._llama = Llama(
                 model_path=str(path),
-                n_ctx=self._settings.n_ctx,
-                n_threads=self._settings.n_threads or os.cpu_count(),
-                chat_format=self._settings.chat_format,
+                n_ctx=settings.n_ctx,
+                n_threads=settings.n_threads or os.cpu_count(),
+                n_batch=settings.n_batch,
+                n_ubatch=settings.n_ubatch,
+                flash_attn=settings.flash_attn,
+                chat_format=settings.chat_format,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise LLMError(f"cannot load model {path}: {_first_line(exc)}") from None
+        if settings.prompt_cache:
+            from rag.prompt_cache import PrefixStateCache
+
+            self._prefix_cache = PrefixStateCache.for_model(self._llama, path, settings)
+            self._prefix_cache.restore(self._llama)
         return self._llama
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
@@ -89,6 +105,8 @@ class LlamaCppModel:
                     yield text
         except ValueError as exc:  # e.g. prompt longer than the context window
             raise LLMError(f"{self.name}: {_first_line(exc)}") from None
+        if self._prefix_cache is not None:
+            self._prefix_cache.remember(llama)
 
 
 class OpenAICompatibleModel:
