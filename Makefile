@@ -13,7 +13,7 @@ export OMP_WAIT_POLICY := PASSIVE
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test lint bench bench-scale clean browser
+.PHONY: setup run test lint bench bench-scale bench-speed clean browser
 
 setup: $(VENV)/.installed
 
@@ -47,6 +47,10 @@ test: setup lint browser
 
 bench: setup
 	$(BIN)/python bench/ingest_bench.py
+
+# Each encoder backend and llama.cpp set-up beside its raw limit, in one run (bench/results/speed/).
+bench-speed: setup
+	$(BIN)/python bench/speed.py
 
 # Ingest vs raw encode, this project vs a LlamaIndex quickstart, 1k/10k/100k synthetic corpora (~30 min).
 bench-scale: setup

@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--n-batch", type=int, default=512)
     parser.add_argument("--n-ubatch", type=int, default=512)
     parser.add_argument("--flash-attn", action="store_true")
-    parser.add_argument("--gen", type=int, default=32)
+    parser.add_argument("--gen", type=int, default=16)
     args = parser.parse_args()
     with open(args.prompt_file, encoding="utf-8") as handle:
         prompt = handle.read()
