@@ -371,6 +371,9 @@ class Assistant:
             kept.append(statement != slot.fallback)
             statements.append(statement)
             written += slot_text(slot, statement)
+        end_answer = getattr(self.chat_model, "end_answer", None)  # a local model's prompt-prefix cache
+        if end_answer is not None:
+            end_answer()
         mode = "generate" if any(kept) else "fallback"
         if error:
             notes.append("the model failed; showing the evidence sentences")

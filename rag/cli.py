@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rag.errors import RagError
 from rag.filters import parse_filters
+from rag.ingest import IngestProgress
 from rag.library import Library
 from rag.retrieval import check_question
 from rag.types import PaperHit, Problem
@@ -138,9 +139,14 @@ def _print_problem(problem: Problem) -> None:
     print(f"rag: skipped {problem}", file=sys.stderr)
 
 
-def _log_progress(done: int, total: int, chunks: int) -> None:
+def log_progress(progress: IngestProgress) -> None:
     """Progress for logs and pipes, where a progress bar would be noise: one line per committed batch."""
-    print(f"rag: embedded {done}/{total} papers ({chunks} chunks)", file=sys.stderr, flush=True)
+    print(f"rag: {progress.describe()}", file=sys.stderr, flush=True)
+
+
+def ingest_progress(quiet: bool = False):  # -> bool | ProgressCallback
+    """A bar on a terminal, one line per batch (rate, time left) in logs and pipes, or nothing."""
+    return False if quiet else (True if sys.stderr.isatty() else log_progress)
 
 
 def _cmd_ingest(library: Library, args: argparse.Namespace) -> int:
@@ -149,7 +155,7 @@ def _cmd_ingest(library: Library, args: argparse.Namespace) -> int:
         rebuild=args.rebuild,
         prune=args.prune,
         on_problem=_print_problem,
-        progress=False if args.quiet else (True if sys.stderr.isatty() else _log_progress),
+        progress=ingest_progress(args.quiet),
     )
     print(
         f"read {report.records_read} records ({report.papers_seen} papers) from {report.files_read} files: "
@@ -246,7 +252,7 @@ def _cmd_stats(library: Library, args: argparse.Namespace) -> int:
         print(json.dumps(stats.__dict__, indent=2))
         return EXIT_OK
     print(f"index:     {stats.path} (collection '{stats.collection}')")
-    print(f"model:     {stats.model or '-'} ({stats.dimension or '-'}-d)")
+    print(f"model:     {stats.model or '-'} ({stats.dimension or '-'}-d, {stats.precision or '-'} vectors)")
     print(f"papers:    {stats.papers}")
     print(f"chunks:    {stats.chunks}")
     print(f"size:      {'held by the server' if stats.size_bytes is None else f'{stats.size_bytes / 1e6:.1f} MB'}")

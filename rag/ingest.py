@@ -46,6 +46,42 @@ class IngestReport:
     embed_seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class IngestProgress:
+    """Where an ingest stands after a committed batch: counts, rate and time left."""
+
+    done: int  # papers embedded so far
+    total: int  # papers planned for embedding
+    chunks: int
+    seconds: float  # since embedding started
+
+    @property
+    def rate(self) -> float:
+        """Papers per second so far."""
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def seconds_left(self) -> float | None:
+        return (self.total - self.done) / self.rate if self.rate > 0 else None
+
+    def describe(self) -> str:
+        left = self.seconds_left
+        eta = "" if left is None else f", {format_duration(left)} left"
+        return f"embedded {self.done}/{self.total} papers ({self.chunks} chunks), {self.rate:.1f} papers/s{eta}"
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+ProgressCallback = Callable[[IngestProgress], None]
+
+
 @dataclass
 class _Plan:
     """What pass one decided: per paper id, its content hash and every file it was found in."""
@@ -78,14 +114,14 @@ def ingest(
     *,
     prune: bool = False,
     report_problem: Callable[[Problem], None] | None = None,
-    progress: bool | Callable[[int, int, int], None] = True,
+    progress: bool | ProgressCallback = True,
     catalog: PaperCatalog | None = None,
     records: RecordSource | None = None,
 ) -> IngestReport:
     """Bring the index up to date with `paths` (default: corpus.paths, else the built-in corpus).
 
-    `progress` is True for a progress bar, False for silence, or a callable receiving
-    (papers done, papers planned, chunks done) after each committed batch. `records` replaces
+    `progress` is True for a progress bar, False for silence, or a callable receiving an
+    `IngestProgress` (counts, rate, time left) after each committed batch. `records` replaces
     the files as the input (e.g. LlamaIndex documents); it is read twice, like files.
     """
     started = time.perf_counter()
@@ -111,7 +147,13 @@ def ingest(
     fingerprint = f"{embedder.model_name}|{plan_chunks}"
 
     with _ingest_lock(store.path):
-        store.open_for(embedder.model_name, embedder.dimension, create=True)
+        store.open_for(
+            embedder.model_name,
+            embedder.dimension,
+            create=True,
+            precision=embedder.precision,
+            backend=embedder.backend,
+        )
         plan = _plan(records, fingerprint, problem)
         indexed = store.indexed_papers()
         _keep_unread_sources(plan, indexed, prune)
@@ -185,7 +227,7 @@ def _embed_planned(
     chunk_plan: ChunkPlan,
     batch_papers: int,
     report: IngestReport,
-    progress: bool | Callable[[int, int, int], None],
+    progress: bool | ProgressCallback,
     sentence_vectors: bool = True,
 ) -> None:
     if not to_embed:
@@ -194,6 +236,7 @@ def _embed_planned(
 
     count_budget = tiktoken_counter()
     bar = tqdm(total=len(to_embed), unit="paper", desc="embedding", disable=progress is not True, dynamic_ncols=True)
+    started = time.perf_counter()
     try:
         for batch in _batches(_planned_papers(records, plan, to_embed), batch_papers):
             chunks = [c for paper in batch for c in chunk_paper(paper, chunk_plan, count_budget, embedder.count_tokens)]
@@ -209,7 +252,8 @@ def _embed_planned(
             bar.update(len(batch))
             bar.set_postfix(chunks=report.chunks_embedded)
             if callable(progress):
-                progress(report.papers_embedded, len(to_embed), report.chunks_embedded)
+                elapsed = time.perf_counter() - started
+                progress(IngestProgress(report.papers_embedded, len(to_embed), report.chunks_embedded, elapsed))
     finally:
         bar.close()
 

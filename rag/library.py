@@ -15,7 +15,7 @@ from typing import Any
 from rag.config import Settings, load_settings
 from rag.embedding import Embedder, load_embedder
 from rag.filters import PaperFilter
-from rag.ingest import IngestReport, ingest
+from rag.ingest import IngestReport, ProgressCallback, ingest
 from rag.lexical import PaperCatalog
 from rag.retrieval import Retriever
 from rag.store import ChromaStore, StoreStats
@@ -76,7 +76,7 @@ class Library:
         rebuild: bool = False,
         prune: bool = False,
         on_problem: Callable[[Problem], None] | None = None,
-        progress: bool | Callable[[int, int, int], None] = True,
+        progress: bool | ProgressCallback = True,
     ) -> IngestReport:
         store = self.store(create=True)
         catalog = self.catalog()
@@ -101,7 +101,7 @@ class Library:
         *,
         prune: bool = False,
         on_problem: Callable[[Problem], None] | None = None,
-        progress: bool | Callable[[int, int, int], None] = False,
+        progress: bool | ProgressCallback = False,
     ) -> IngestReport:
         """Ingest LlamaIndex `Document`s (from any LlamaIndex reader) the same incremental, crash-safe way.
 
@@ -136,8 +136,9 @@ class Library:
         if self._retriever is None:
             store = self.store()
             # Refuse a model mismatch before paying for the model load.
-            store.open_for(self.settings.embedding.model, None, create=False)
-            store.open_for(self.embedder.model_name, self.embedder.dimension, create=False)
+            precision = self.settings.embedding.precision
+            store.open_for(self.settings.embedding.model, None, create=False, precision=precision)
+            store.open_for(self.embedder.model_name, self.embedder.dimension, create=False, precision=precision)
             self._retriever = Retriever(
                 self.settings.retrieval,
                 store,

@@ -48,6 +48,7 @@ class StoreStats:
     papers: int
     chunks: int
     size_bytes: int | None  # None when a Chroma server holds the index
+    precision: str | None = None  # fp32 or int8 vectors
 
 
 @dataclass(frozen=True)
@@ -201,8 +202,27 @@ class ChromaStore:
         meta = self._client.get_collection(self.collection_name, embedding_function=None).metadata or {}
         return meta.get("embedding_model"), meta.get("dimension")
 
-    def open_for(self, model_name: str, dimension: int | None, *, create: bool) -> None:
-        """Open the collection for a model; refuse if it was built with another one."""
+    def vector_precision(self) -> str | None:
+        """fp32 or int8: what the encoder that built the index computed in (indexes from before say nothing: fp32)."""
+        if not self.collection_exists():
+            return None
+        meta = self._client.get_collection(self.collection_name, embedding_function=None).metadata or {}
+        return str(meta.get("embedding_precision", "fp32"))
+
+    def open_for(
+        self,
+        model_name: str,
+        dimension: int | None,
+        *,
+        create: bool,
+        precision: str | None = None,
+        backend: str | None = None,
+    ) -> None:
+        """Open the collection for a model; refuse if it was built with another one or another precision.
+
+        fp32 vectors from torch, onnxruntime and OpenVINO agree to ~1e-6 and may share an index;
+        int8 vectors differ by up to a few hundredths, so they never join fp32 ones (nor the reverse).
+        """
         built_model, built_dimension = self.model_info()
         if built_model is not None and (
             built_model != model_name or (dimension is not None and built_dimension != dimension)
@@ -212,16 +232,27 @@ class ChromaStore:
                 f"for '{model_name}'{f' ({dimension}-d)' if dimension else ''}; run `rag ingest --rebuild` to "
                 f"re-embed with '{model_name}', or set embedding.model back to '{built_model}'"
             )
+        built_precision = self.vector_precision() if built_model is not None else None
+        if built_precision is not None and precision is not None and built_precision != precision:
+            raise IndexStoreError(
+                f"the index at {self.path} holds {built_precision} vectors of '{built_model}' but the config asks for "
+                f"a {precision} encoder, and the two must not mix; run `rag ingest --rebuild` to re-embed, or set "
+                f"embedding.precision back to {built_precision}"
+            )
         if built_model is None:
             if not create:
                 raise IndexStoreError(f"the index at {self.path} has no papers yet; run `rag ingest` first")
             if dimension is None:
                 raise IndexStoreError("internal: creating a collection needs the embedding dimension")
+            metadata = {"embedding_model": model_name, "dimension": dimension, "index_format": INDEX_FORMAT}
+            metadata["embedding_precision"] = precision or "fp32"
+            if backend:
+                metadata["embedding_backend"] = backend
             self._collection = self._client.create_collection(
                 self.collection_name,
                 embedding_function=None,
                 configuration={"hnsw": {"space": "cosine"}},
-                metadata={"embedding_model": model_name, "dimension": dimension, "index_format": INDEX_FORMAT},
+                metadata=metadata,
             )
         else:
             self._collection = self._client.get_collection(self.collection_name, embedding_function=None)
@@ -358,9 +389,13 @@ class ChromaStore:
             chunks = collection.count()
             papers = len(collection.get(where={"chunk_index": 0}, include=[])["ids"])
         if self.server is not None:
-            return StoreStats(self.server, self.collection_name, model, dimension, papers, chunks, None)
+            return StoreStats(
+                self.server, self.collection_name, model, dimension, papers, chunks, None, self.vector_precision()
+            )
         size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
-        return StoreStats(str(self.path), self.collection_name, model, dimension, papers, chunks, size)
+        return StoreStats(
+            str(self.path), self.collection_name, model, dimension, papers, chunks, size, self.vector_precision()
+        )
 
     # --- writing --------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rag.config import EmbeddingSettings, load_settings
-from rag.embedding import SentenceTransformerEmbedder
+from rag.embedding import load_embedder
 from rag.library import Library
 from rag.sources import builtin_corpus_paths, load_corpus
 
@@ -26,7 +26,8 @@ def seed_corpus():
 
 @pytest.fixture(scope="session")
 def embedder():
-    return SentenceTransformerEmbedder(EmbeddingSettings())
+    """The default encoder (`embedding.backend: auto`: onnxruntime on a CPU)."""
+    return load_embedder(EmbeddingSettings())
 
 
 def make_library(index_path: Path, embedder=None, **overrides) -> Library:

@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -86,6 +87,8 @@ def test_bad_inputs_each_get_one_line_and_good_files_are_ingested(tmp_path, seed
     assert "Traceback" not in result.stderr
     assert "read 3 records (3 papers)" in result.stdout
     assert make_library(tmp_path / "idx").stats().papers == 3
+    # Piped, progress is one line per committed batch, with the rate and the time left.
+    assert re.search(r"rag: embedded 3/3 papers \(\d+ chunks\), [\d.]+ papers/s, 0s left", result.stderr), result.stderr
 
 
 def test_errors_are_one_line_with_exit_2(tmp_path):

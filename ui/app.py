@@ -19,6 +19,7 @@ from typing import Any
 from rag.chunking import abstract_sentences
 from rag.config import Settings, default_config_dir
 from rag.errors import RagError
+from rag.ingest import IngestProgress
 from rag.library import Library
 from ui.render import CSS, answer_html, escape, source_cards_html
 
@@ -164,8 +165,8 @@ def build_app(settings: Settings):
         if kept:
             problems: list[str] = []
 
-            def on_progress(done: int, total: int, chunks: int) -> None:
-                progress((done, total), desc=f"embedding ({chunks} chunks)")
+            def on_progress(state: IngestProgress) -> None:
+                progress((state.done, state.total), desc=state.describe())
 
             try:
                 report = library.ingest(kept, on_problem=lambda p: problems.append(str(p)), progress=on_progress)
