@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import socket
 import threading
 
@@ -181,3 +182,27 @@ def test_prompt_prefix_state_is_kept_on_disk_and_restored_exactly(tmp_path):
     restored.load()
     assert len(restored._prefix_cache.saved) == saved
     assert ask(restored, question) == cold and cold.strip()
+
+
+class _Echo:
+    """A chat-only backend whose reply repeats the answer's last line before continuing it."""
+
+    name = "echo"
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.asked = None
+
+    def stream(self, messages, *, max_tokens, temperature):
+        self.asked = messages
+        yield from re.findall(r"\S+\s*", self.reply)
+
+
+def test_continuation_by_chat_drops_the_echoed_start_and_stops_at_a_stop_string():
+    from rag.llm import continue_by_chat
+
+    model = _Echo("Yes — **DyVTE**: it drops all visual tokens after one layer.\n- **Next** —")
+    prefix = "Yes — **DyVTE**: "
+    pieces = list(continue_by_chat(model, MESSAGES, prefix, max_tokens=30, temperature=0, stop=["\n"]))
+    assert "".join(pieces).strip() == "it drops all visual tokens after one layer."
+    assert model.asked[-1]["role"] == "user" and model.asked[-1]["content"].endswith(prefix)
