@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -21,7 +22,8 @@ from rag.chunking import ChunkPlan, abstract_sentences, chunk_paper, tiktoken_co
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import IndexStoreError
-from rag.lexical import PaperCatalog
+from rag.lexical import PaperCatalog, remove_caches
+from rag.problems import ProblemTally
 from rag.sources import add_sources, builtin_corpus_paths, duplicate_problem, iter_records
 from rag.store import ChromaStore, IndexedPaper
 from rag.types import Chunk, Paper, Problem
@@ -38,7 +40,9 @@ class IngestReport:
     papers_missing: int = 0  # gone from their sources, kept because --prune was not given
     sources_updated: int = 0
     chunks_embedded: int = 0
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # the first few of each kind (see rag.problems)
+    problems_total: int = 0
+    problem_summary: list[str] = field(default_factory=list)  # one line per kind with more than were listed
     seconds: float = 0.0
     embed_seconds: float = 0.0
 
@@ -55,6 +59,15 @@ class _Plan:
 
 def default_paths(settings: Settings) -> list[Path]:
     return [Path(p) for p in settings.corpus.paths] or builtin_corpus_paths()
+
+
+def chunk_plan(settings: Settings, embedder: Embedder) -> ChunkPlan:
+    return ChunkPlan(
+        chunk_tokens=settings.chunking.chunk_tokens,
+        overlap_tokens=settings.chunking.overlap_tokens,
+        embed_limit=embedder.max_tokens,
+        prepend_title=settings.chunking.prepend_title,
+    )
 
 
 def paper_hash(paper: Paper, chunk_fingerprint: str) -> str:
@@ -74,12 +87,18 @@ def ingest(
     paths: Iterable[str | Path] | None = None,
     *,
     prune: bool = False,
+    rebuild: bool = False,
     report_problem: Callable[[Problem], None] | None = None,
     progress: bool | Callable[[int, int, int], None] = True,
     catalog: PaperCatalog | None = None,
 ) -> IngestReport:
     """Bring the index up to date with `paths` (default: corpus.paths, else the built-in corpus).
 
+    `rebuild` drops the index first. Everything that changes the index, that drop included, happens
+    under the ingest lock: an ingest that is refused because another one is writing changes nothing.
+    An index whose vectors are damaged is refused too (see `ChromaStore.damage`), so "N unchanged"
+    is never said of an index that cannot answer. The first few problems of each kind go to
+    `report_problem`; the rest are counted (`IngestReport.problems_total`, `.problem_summary`).
     `progress` is True for a progress bar, False for silence, or a callable receiving
     (papers done, papers planned, chunks done) after each committed batch.
     """
@@ -87,22 +106,31 @@ def ingest(
     paths = list(paths) if paths else default_paths(settings)
     report = IngestReport()
 
-    def problem(item: Problem) -> None:
-        report.problems.append(item)
-        if report_problem:
-            report_problem(item)
+    tally = ProblemTally()
 
-    plan_chunks = ChunkPlan(
-        chunk_tokens=settings.chunking.chunk_tokens,
-        overlap_tokens=settings.chunking.overlap_tokens,
-        embed_limit=embedder.max_tokens,
-        prepend_title=settings.chunking.prepend_title,
-    )
+    def problem(item: Problem) -> None:
+        report.problems_total += 1
+        if tally.add(item):
+            report.problems.append(item)
+            if report_problem:
+                report_problem(item)
+
+    plan_chunks = chunk_plan(settings, embedder)
     fingerprint = f"{embedder.model_name}|{plan_chunks}"
 
-    with _ingest_lock(store.path):
+    with ingest_lock(store.path):
+        if rebuild:
+            store.drop()
+            if catalog is not None:
+                catalog.drop()
+            remove_caches(settings.index_path)
         store.open_for(embedder.model_name, embedder.dimension, create=True)
-        plan = _plan(paths, fingerprint, problem)
+        if not rebuild:
+            damage = store.damage()
+            if damage:
+                raise IndexStoreError(f"{store.where} is damaged: {damage}")
+        limit = settings.corpus.max_abstract_chars
+        plan = _plan(paths, fingerprint, problem, limit)
         indexed = store.indexed_papers()
         _keep_unread_sources(plan, indexed, prune)
         report.files_read = len(plan.files_read)
@@ -121,6 +149,7 @@ def ingest(
             paths,
             plan,
             to_embed,
+            limit,
             plan_chunks,
             settings.index.batch_papers,
             report,
@@ -145,13 +174,14 @@ def ingest(
         report.sources_updated = len(sources_changed)
         if catalog is not None:  # BM25 and filters follow Chroma; only changed papers are re-tokenized
             catalog.refresh(store)
+    report.problem_summary = tally.summary()
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _plan(paths: list[Path], fingerprint: str, problem: Callable[[Problem], None]) -> _Plan:
+def _plan(paths: list[Path], fingerprint: str, problem: Callable[[Problem], None], limit: int) -> _Plan:
     plan = _Plan()
-    for record in iter_records(paths, problem, plan.files_read.add):
+    for record in iter_records(paths, problem, plan.files_read.add, max_abstract_chars=limit):
         plan.records += 1
         paper = record.paper
         digest = paper_hash(paper, fingerprint)
@@ -172,6 +202,7 @@ def _embed_planned(
     paths: list[Path],
     plan: _Plan,
     to_embed: set[str],
+    limit: int,
     chunk_plan: ChunkPlan,
     batch_papers: int,
     report: IngestReport,
@@ -185,7 +216,7 @@ def _embed_planned(
     count_budget = tiktoken_counter()
     bar = tqdm(total=len(to_embed), unit="paper", desc="embedding", disable=progress is not True, dynamic_ncols=True)
     try:
-        for batch in _batches(_planned_papers(paths, plan, to_embed), batch_papers):
+        for batch in _batches(_planned_papers(paths, plan, to_embed, limit), batch_papers):
             chunks = [c for paper in batch for c in chunk_paper(paper, chunk_plan, count_budget, embedder.count_tokens)]
             sentences = _sentences_of(chunks) if sentence_vectors else []
             t0 = time.perf_counter()
@@ -216,10 +247,10 @@ def _sentences_of(chunks: list[Chunk]) -> list[tuple[str, int, str]]:
     ]
 
 
-def _planned_papers(paths: list[Path], plan: _Plan, to_embed: set[str]) -> Iterator[Paper]:
+def _planned_papers(paths: list[Path], plan: _Plan, to_embed: set[str], limit: int) -> Iterator[Paper]:
     """Second pass: the first occurrence of each planned paper, carrying all its source files."""
     done: set[str] = set()
-    for record in iter_records(paths, lambda _p: None):
+    for record in iter_records(paths, lambda _p: None, max_abstract_chars=limit):
         paper = record.paper
         if paper.paper_id in to_embed and paper.paper_id not in done:
             done.add(paper.paper_id)
@@ -268,9 +299,31 @@ def _vanished(indexed: dict[str, IndexedPaper], plan: _Plan) -> tuple[set[str], 
     return gone, shrunk
 
 
+_HELD: dict[tuple[str, int], int] = {}  # (index folder, thread) -> how deep this thread holds the lock
+_HELD_LOCK = threading.Lock()
+
+
 @contextmanager
-def _ingest_lock(index_path: Path) -> Iterator[None]:
-    """One writer per index: a second `rag ingest` on the same index stops with a clear message."""
+def ingest_lock(index_path: Path) -> Iterator[None]:
+    """One writer per index: a second `rag ingest` on the same index stops with a clear message.
+
+    Re-entrant within one thread (`rag check --repair` re-ingests while it holds the lock); another
+    thread or process is refused.
+    """
+    key = (str(index_path.resolve()), threading.get_ident())
+    with _HELD_LOCK:
+        if key in _HELD:
+            _HELD[key] += 1
+            held = True
+        else:
+            held = False
+    if held:
+        try:
+            yield
+        finally:
+            with _HELD_LOCK:
+                _HELD[key] -= 1
+        return
     index_path.mkdir(parents=True, exist_ok=True)
     lock_path = index_path / ".ingest.lock"
     try:
@@ -282,8 +335,14 @@ def _ingest_lock(index_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise IndexStoreError(
-                f"another ingest is writing the index at {index_path}; wait for it to finish"
+                f"another ingest is writing the index at {index_path}; wait for it to finish (nothing was changed)"
             ) from None
-        yield
+        with _HELD_LOCK:
+            _HELD[key] = 1
+        try:
+            yield
+        finally:
+            with _HELD_LOCK:
+                del _HELD[key]
     finally:
         handle.close()

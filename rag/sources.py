@@ -13,12 +13,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.textclean import clean_text, title_key
+from rag.textclean import clean_text, storable, title_key
 from rag.types import Paper, Problem
 
 BUILTIN_CORPUS = Path(__file__).resolve().parent / "data" / "seeds"
@@ -106,11 +107,49 @@ def iter_records(
     paths: Iterable[str | Path],
     report: Callable[[Problem], None],
     on_file: Callable[[str], None] = lambda _path: None,
+    *,
+    max_abstract_chars: int | None = None,
 ) -> Iterator[Record]:
-    """Yield records from files and folders in order; problems go to `report`, never raise."""
+    """Yield records from files and folders in order; problems go to `report`, never raise.
+
+    An abstract longer than `max_abstract_chars` is cut at the last sentence end before the limit
+    (and reported): a megabyte of text would otherwise take minutes to embed as one "paper".
+    """
     for path in expand_paths(paths, report):
         on_file(str(path))
-        yield from _read_file(path, report)
+        for record in _read_file(path, report):
+            if max_abstract_chars and len(record.paper.abstract) > max_abstract_chars:
+                _shorten_abstract(record, max_abstract_chars, report)
+            yield record
+
+
+def _shorten_abstract(record: Record, limit: int, report: Callable[[Problem], None]) -> None:
+    abstract = record.paper.abstract
+    cut = abstract[:limit]
+    end = max(cut.rfind(". "), cut.rfind("? "), cut.rfind("! "))
+    record.paper.abstract = cut[: end + 1] if end > limit // 2 else cut
+    report(
+        Problem(
+            record.location,
+            f"abstract is {len(abstract):,} characters; indexed the first {len(record.paper.abstract):,} "
+            "(corpus.max_abstract_chars)",
+        )
+    )
+
+
+def display_path(path: str | Path) -> str:
+    """A path as text that can always be printed: bytes that are not UTF-8 are shown as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _name_is_text(path: Path, report: Callable[[Problem], None]) -> bool:
+    """A path that is not UTF-8 cannot be stored as a paper's source (or printed); the file is skipped."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        report(Problem(display_path(path), "file name is not UTF-8 text; rename the file to ingest it. Skipped"))
+        return False
+    return True
 
 
 def expand_paths(paths: Iterable[str | Path], report: Callable[[Problem], None]) -> Iterator[Path]:
@@ -121,20 +160,24 @@ def expand_paths(paths: Iterable[str | Path], report: Callable[[Problem], None])
             if not children:
                 report(Problem(str(path), "folder holds no files to read; skipped"))
             for child in children:
+                if not _name_is_text(child, report):
+                    continue
                 if child.suffix.lower() in SUPPORTED_SUFFIXES:
                     yield child.resolve()
                 else:
                     report(Problem(str(child), f"unsupported file type '{child.suffix}'; skipped"))
         elif path.is_file():
+            if not _name_is_text(path, report):
+                continue
             if path.suffix.lower() in SUPPORTED_SUFFIXES:
                 yield path.resolve()
             else:
                 supported = ", ".join(SUPPORTED_SUFFIXES)
                 report(Problem(str(path), f"unsupported file type '{path.suffix}' (supported: {supported}); skipped"))
         elif path.exists():
-            report(Problem(str(path), "not a regular file; skipped"))
+            report(Problem(display_path(path), "not a regular file; skipped"))
         else:
-            report(Problem(str(path), "no such file or folder; skipped"))
+            report(Problem(display_path(path), "no such file or folder; skipped"))
 
 
 def _is_hidden(path: Path, root: Path) -> bool:
@@ -250,16 +293,19 @@ def _read_json_lines(path: Path, report: Callable[[Problem], None]) -> Iterator[
                 continue
             try:
                 row = json.loads(raw_line.decode("utf-8"))
+                if not isinstance(row, dict):
+                    report(Problem(location, f"expected a JSON object, got {type(row).__name__}; line skipped"))
+                    continue
+                record = _record_from_row(row, str(path), location, report)
             except UnicodeDecodeError:
                 report(Problem(location, "not UTF-8 text; line skipped"))
                 continue
             except json.JSONDecodeError as exc:
                 report(Problem(location, f"not valid JSON ({exc.msg}); line skipped"))
                 continue
-            if not isinstance(row, dict):
-                report(Problem(location, f"expected a JSON object, got {type(row).__name__}; line skipped"))
+            except RecursionError:
+                report(Problem(location, "JSON nested too deeply to read (over ~1,000 levels); line skipped"))
                 continue
-            record = _record_from_row(row, str(path), location, report)
             if record is not None:
                 yield record
 
@@ -362,6 +408,10 @@ def make_paper(
     categories: str | None = None,
     extra: dict[str, str] | None = None,
 ) -> Paper:
+    raw_title, raw_abstract = storable(raw_title), storable(raw_abstract)
+    authors, date, url, categories = (storable(v) if v else v for v in (authors, date, url, categories))
+    extra = {storable(k): storable(v) for k, v in (extra or {}).items()}
+    paper_id = storable(paper_id) if paper_id is not None else None
     title = clean_text(raw_title)
     if paper_id is None:
         paper_id = "t:" + hashlib.sha1(title_key(title).encode()).hexdigest()[:16]

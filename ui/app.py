@@ -178,6 +178,7 @@ def build_app(settings: Settings):
                 f"{', '.join(escape(p.name) for p in kept)}; {report.papers_unchanged} unchanged.",
             )
             lines += [f"- skipped {escape(p)}" for p in problems]
+            lines += [f"- skipped {escape(line)}" for line in report.problem_summary]
         return "\n".join(lines), stats_markdown(library)
 
     with gr.Blocks(title="paper-rag") as app:
