@@ -318,7 +318,8 @@ def _repair(library, report: CheckReport, say: Callable[[str], None]) -> None:
         gone = len(sources) - len(present)
         if gone:
             done.append(f"{gone} source files are gone, so their papers cannot be restored (`rag ingest --prune`)")
-    for finding in by_area.get("sentences", []):
+    # Sentences are judged again here: papers just read again brought their own.
+    for finding in _sentences(library, store.indexed_papers()):
         kind, paper_ids = finding.detail
         if kind == "orphans":
             store.delete_sentences(list(paper_ids))

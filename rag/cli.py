@@ -29,8 +29,9 @@ from rag.types import PaperHit, Problem
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 
 
-class Terminated(BaseException):
-    """SIGTERM, turned into an exception so the command stops the way Ctrl-C stops it."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so the command stops the way Ctrl-C stops it (`rag ui` closes its
+    server, as on Ctrl-C)."""
 
 
 def _on_sigterm(_signum, _frame) -> None:
@@ -58,12 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RagError as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("rag: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
     except Terminated:
         print("rag: terminated (SIGTERM); run the same command again to resume", file=sys.stderr)
         return 143
+    except KeyboardInterrupt:
+        print("rag: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # The reader went away (`rag search ... | head -3`): stop quietly, as a command killed by SIGPIPE does.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -111,8 +111,8 @@ class ChromaStore(ChromaIntegrity):
                     "to a writable folder (and set index.path) or make it writable"
                 ) from None
             raise IndexStoreError(
-                f"cannot open the index at {path} ({one_line(exc)}); its chroma.sqlite3 may be damaged: "
-                f"`rag ingest --rebuild` builds it again from your sources (move the folder aside first to keep it)"
+                f"cannot open the index at {path} ({one_line(exc)}); its chroma.sqlite3 may be damaged: move the "
+                "folder aside (or delete it) and run `rag ingest` to build it again from your sources"
             ) from None
 
     @property
