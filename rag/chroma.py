@@ -19,6 +19,7 @@ import inspect
 import os
 import threading
 import uuid
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -75,6 +76,7 @@ class Connection:
         self.lock = threading.Lock()
         self.stamp = read_stamp(path)
         self.client = self._open()
+        self.stores: weakref.WeakSet = weakref.WeakSet()  # told to let go of old collection handles on reopen
 
     def _open(self):  # -> chromadb.ClientAPI
         import chromadb
@@ -104,6 +106,8 @@ class Connection:
             SharedSystemClient._identifier_to_refcount.pop(str(self.path), None)
             self.client = self._open()
             self.epoch += 1
+            for store in list(self.stores):  # so nothing keeps the old system (and its vectors) in memory
+                store.forget_collections()
 
     def announce_write(self) -> None:
         """Stamp a new generation after a write, so readers in other processes reopen."""

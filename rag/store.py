@@ -82,7 +82,7 @@ class ChromaStore(ChromaIntegrity):
             except OSError as exc:
                 raise IndexStoreError(f"cannot create the local folder {path} ({exc.strerror})") from None
             try:
-                self._connection = connect(path, server)
+                self._attach(connect(path, server))
             except Exception as exc:  # noqa: BLE001 - connection failures surface as ValueError or httpx errors
                 raise IndexStoreError(
                     f"cannot reach the Chroma server at {host}:{port} ({one_line(exc)}); start one with "
@@ -101,7 +101,7 @@ class ChromaStore(ChromaIntegrity):
             )
         try:
             path.mkdir(parents=True, exist_ok=True)
-            self._connection = connect(path, None)
+            self._attach(connect(path, None))
         except PermissionError:
             raise IndexStoreError(f"cannot write the index at {path}: permission denied") from None
         except Exception as exc:  # noqa: BLE001 - Chroma raises many types for a broken folder
@@ -118,6 +118,14 @@ class ChromaStore(ChromaIntegrity):
     @property
     def _client(self):  # -> chromadb.ClientAPI
         return self._connection.client
+
+    def _attach(self, connection) -> None:
+        self._connection = connection
+        connection.stores.add(self)
+
+    def forget_collections(self) -> None:
+        """Drop collection handles of a client that was replaced; they are fetched again when next used."""
+        self._collection = self._sentences = None
 
     def refresh(self) -> bool:
         """Reopen if another process wrote the index since this process's client was opened; True if so."""
@@ -253,7 +261,7 @@ class ChromaStore(ChromaIntegrity):
             offset += _PAGE
 
     def chunk_count(self) -> int:
-        return self.collection.count() if self._collection is not None else 0
+        return self.collection.count() if self._wanted[0] else 0
 
     def iter_first_chunk_metadata(self) -> Iterator[dict]:
         """The metadata of each paper's first chunk: one row per paper, paged."""

@@ -108,16 +108,16 @@ def test_lost_vector_files_are_refused_found_and_repaired(broken, clean, clean_r
 
 def test_garbled_catalog_blocks_nothing_and_is_rebuilt(broken, clean_results, embedder, clean):
     catalog = broken / "papers-catalog.sqlite3"
-    size = catalog.stat().st_size
-    catalog.write_bytes(b"\x13\x37garbage" * (size // 9))
-    report = make_library(broken, embedder, **SMALL_CHUNKS).check()
-    assert [f.area for f in report.findings] == ["catalog"] and "damaged" in report.findings[0].problem
-    assert catalog.read_bytes()[:9] == b"\x13\x37garbage"  # a check without --repair changes nothing
-
+    garbage = b"\x13\x37garbage" * (catalog.stat().st_size // 9)
+    catalog.write_bytes(garbage)
     search = run_cli("search", QUESTIONS[1], "--mode", "dense", "--json", index=broken, extra_env=SMALL_CHUNKS_ENV)
     assert search.returncode == 0, search.stderr[-800:]  # dense search needs no catalog; the catalog heals itself
     assert results(broken, embedder) == clean_results
-    catalog.write_bytes(b"\x00garbage" * 100)
+
+    catalog.write_bytes(garbage)
+    report = make_library(broken, embedder, **SMALL_CHUNKS).check()
+    assert [f.area for f in report.findings] == ["catalog"] and "damaged" in report.findings[0].problem
+    assert catalog.read_bytes() == garbage  # a check without --repair changes nothing
     again = make_library(broken, embedder, **SMALL_CHUNKS).ingest([clean[1]], progress=False)
     assert (again.papers_embedded, again.papers_unchanged) == (0, 70)  # an ingest heals it too
     assert make_library(broken, embedder, **SMALL_CHUNKS).check().ok

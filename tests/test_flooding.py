@@ -9,7 +9,6 @@ import shutil
 
 import pytest
 
-from rag.problems import ProblemTally
 from rag.types import Problem
 from tests.conftest import REPO, make_library, run_cli
 from tests.servers import start_rag_ui, stop
@@ -27,6 +26,8 @@ def _empty_rows(path, rows: int = ROWS):
 
 
 def test_tally_lists_a_few_of_each_kind_then_counts():
+    from rag.problems import ProblemTally
+
     tally = ProblemTally(per_kind=3)
     shown = [tally.add(Problem(f"big.csv:{n}", "missing title and abstract; record skipped")) for n in range(2, 1002)]
     shown += [tally.add(Problem(f"big.csv:{n}", f"duplicate id 'p{n}' with different text")) for n in range(5)]
