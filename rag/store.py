@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.chroma import connect, explain_store_errors, one_line, parse_server, telemetry_off
+from rag.chroma import explain_store_errors, open_connection, telemetry_off
 from rag.errors import IndexStoreError
 from rag.store_integrity import ChromaIntegrity
 from rag.types import Chunk, Paper
@@ -74,46 +74,8 @@ class ChromaStore(ChromaIntegrity):
         self._collection = None
         self._wanted = (False, False)  # (chunks, sentences) collections this store has opened
         self._epoch = 0
-        if server is not None:
-            host, port, ssl = parse_server(server)
-            self.where = f"the Chroma server at {host}:{port}"
-            try:  # this client's own state (BM25 catalog, ingest lock) stays local
-                path.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise IndexStoreError(f"cannot create the local folder {path} ({exc.strerror})") from None
-            try:
-                self._attach(connect(path, server))
-            except Exception as exc:  # noqa: BLE001 - connection failures surface as ValueError or httpx errors
-                raise IndexStoreError(
-                    f"cannot reach the Chroma server at {host}:{port} ({one_line(exc)}); start one with "
-                    f"`chroma run --host {host} --port {port} --path DIR`, or check index.server"
-                ) from None
-            return
-        self.where = f"the index at {path}"
-        if not create and not path.is_dir():
-            raise IndexStoreError(f"no index at {path}; run `rag ingest` first")
-        if path.exists() and not path.is_dir():
-            raise IndexStoreError(f"index path {path} is a file, not a folder; set index.path to a folder")
-        visible = [p for p in path.iterdir() if not p.name.startswith(".")] if path.is_dir() else []
-        if visible and not (path / "chroma.sqlite3").exists():
-            raise IndexStoreError(
-                f"{path} is not a Chroma index (no chroma.sqlite3) and is not empty; choose another index.path"
-            )
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            self._attach(connect(path, None))
-        except PermissionError:
-            raise IndexStoreError(f"cannot write the index at {path}: permission denied") from None
-        except Exception as exc:  # noqa: BLE001 - Chroma raises many types for a broken folder
-            if "readonly" in str(exc).lower() or "read-only" in str(exc).lower():
-                raise IndexStoreError(
-                    f"the index at {path} is read-only, and Chroma writes to its folder even to search; copy it "
-                    "to a writable folder (and set index.path) or make it writable"
-                ) from None
-            raise IndexStoreError(
-                f"cannot open the index at {path} ({one_line(exc)}); its chroma.sqlite3 may be damaged: move the "
-                "folder aside (or delete it) and run `rag ingest` to build it again from your sources"
-            ) from None
+        self.where, connection = open_connection(path, server, create=create)
+        self._attach(connection)
 
     @property
     def _client(self):  # -> chromadb.ClientAPI
