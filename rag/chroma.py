@@ -180,9 +180,9 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
 
 def _store_errors() -> tuple[type[BaseException], ...]:
     """Failures of the storage itself: lost connections, and Chroma or the OS failing to read or write."""
-    from chromadb.errors import InternalError
+    from chromadb.errors import InternalError, NotFoundError
 
-    return (*CONNECTION_ERRORS, InternalError, OSError)
+    return (*CONNECTION_ERRORS, InternalError, NotFoundError, OSError)
 
 
 CONNECTION_ERRORS = _connection_errors()
@@ -201,6 +201,8 @@ def explain(store, exc: BaseException) -> IndexStoreError:
     if store.server is not None and isinstance(exc, CONNECTION_ERRORS):
         return IndexStoreError(f"lost {store.where} ({one_line(exc)}); is `chroma run` still up?")
     text = one_line(exc)
+    if type(exc).__name__ == "NotFoundError":
+        return IndexStoreError(f"{store.where} was rebuilt or removed by another process meanwhile; run it again")
     if getattr(exc, "errno", None) in _DISK_ERRNOS or any(word in text.lower() for word in _DISK_WORDS):
         return IndexStoreError(
             f"{store.where} failed ({text}); is the disk full or the folder read-only? What was "
