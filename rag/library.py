@@ -113,7 +113,9 @@ class Library:
             # Refuse a model mismatch before paying for the model load.
             store.open_for(self.settings.embedding.model, None, create=False)
             store.open_for(self.embedder.model_name, self.embedder.dimension, create=False)
-            damage = store.damage()  # lost vector files would otherwise give confident wrong answers
+            # Lost vector files would otherwise give confident wrong answers. Sentence vectors are probed by
+            # ingest and `rag check`; here that would load their whole vector index before the first search.
+            damage = store.damage(which=("chunks",))
             if damage:
                 raise IndexStoreError(f"{store.where} is damaged: {damage}")
             self._retriever = Retriever(

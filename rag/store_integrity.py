@@ -21,7 +21,7 @@ _PAGE = 5000
 class ChromaIntegrity:
     """Needs from its host: `collection`, `sentences`, `_client`, `_wanted`, `_announce_write`, `_fetch_collections`."""
 
-    def damage(self, samples: int = 8) -> str | None:
+    def damage(self, samples: int = 8, which: tuple[str, ...] = ("chunks", "sentences")) -> str | None:
         """Cheap: whether the vector index holds a few stored chunks and sentences, spread over each
         collection, and finds one of them by its own vector. One line naming the damage, or None.
 
@@ -31,6 +31,8 @@ class ChromaIntegrity:
         from chromadb.errors import InternalError
 
         for label, collection in self._open_collections():
+            if label not in which:
+                continue
             try:
                 total = collection.count()
                 if not total:

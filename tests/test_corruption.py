@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 
+import chromadb
 import pytest
 
 from rag.store import ChromaStore
@@ -38,7 +39,8 @@ def clean(tmp_path_factory, embedder, seed_corpus):
     corpus = write_jsonl(root / "corpus.jsonl", papers)
     library = make_library(root / "index", embedder, **SMALL_CHUNKS)
     library.ingest([corpus], progress=False)
-    assert library.stats().chunks > 1000 and library.store().sentences.count() > 1000
+    sentences = chromadb.PersistentClient(str(root / "index")).get_collection("papers-sentences").count()
+    assert library.stats().chunks > 1000 and sentences > 1000
     library.search(QUESTIONS[0], mode="bm25")  # a BM25 cache, as any used index has
     return root / "index", corpus
 
