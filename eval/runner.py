@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from eval.harness import GOLDEN_SPLITS, answer_item, load_golden
-from eval.metrics import GoldenItem, ItemScore, score_retrieval, summarize, summarize_retrieval
+from eval.metrics import KINDS, GoldenItem, ItemScore, score_retrieval, summarize, summarize_retrieval
 from rag.conversation import concat_standalone
 from rag.types import Turn
 
@@ -79,6 +79,9 @@ def run_golden(
 ) -> dict:
     """Evaluate every selected golden item; returns the report (also written to `out`)."""
     items = load_golden(golden)
+    unknown_kinds = sorted(set(kinds or ()) - set(KINDS))
+    if unknown_kinds:
+        raise ValueError(f"unknown kind {', '.join(unknown_kinds)} in --kinds; kinds are {', '.join(KINDS)}")
     if ids:
         wanted = set(ids)
         items = [i for i in items if i.id in wanted]

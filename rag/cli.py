@@ -1,4 +1,4 @@
-"""Presentation stage, terminal: `rag ingest | search | stats | ask | chat | models`.
+"""Presentation stage, terminal: `rag ingest | search | check | stats | ask | chat | eval | ui | models`.
 
 A thin client of `rag.Library` and `rag.answering.Assistant`.
 
@@ -9,10 +9,13 @@ done (bad arguments, bad config, no index, wrong model, ...).
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import json
+import os
+import signal
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,12 +30,23 @@ from rag.types import PaperHit, Problem
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so the command stops the way Ctrl-C stops it (`rag ui` closes its
+    server, as on Ctrl-C)."""
+
+
+def _on_sigterm(_signum, _frame) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         overrides: dict[str, object] = {"index.path": str(args.index)} if args.index else {}
         if getattr(args, "extractive", False):
@@ -40,13 +54,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "model", None):
             overrides["llm.model"] = args.model
         library = Library.from_config(args.profile, overrides=overrides or None)
-        return args.handler(library, args)
+        code = args.handler(library, args)
+        sys.stdout.flush()  # a closed pipe shows up here, while it can still be handled
+        return code
     except RagError as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except Terminated:
+        print("rag: terminated (SIGTERM); run the same command again to resume", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("rag: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`rag search ... | head -3`): stop quietly, as a command killed by SIGPIPE does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as exc:  # noqa: BLE001 - the last guard: one line, never a traceback
+        if os.environ.get("RAG_DEBUG"):
+            raise
+        text = str(exc).strip().splitlines()
+        print(
+            f"rag: error: unexpected {type(exc).__name__}: {text[0] if text else ''} (a bug: please report it; "
+            "RAG_DEBUG=1 shows where it happened)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -86,10 +119,10 @@ def _build_parser() -> argparse.ArgumentParser:
     ask = commands.add_parser("ask", parents=[common, answering], help="answer a question, citing the papers")
     ask.add_argument("question")
     ask.add_argument("--json", action="store_true", help="print one JSON object (no streaming)")
-    ask.set_defaults(handler=_cmd_ask)
+    ask.set_defaults(handler=_answers("cmd_ask"))
 
     chat = commands.add_parser("chat", parents=[common, answering], help="a terminal chat that remembers the thread")
-    chat.set_defaults(handler=_cmd_chat)
+    chat.set_defaults(handler=_answers("cmd_chat"))
 
     models = commands.add_parser("models", parents=[common], help="list packaged local models; --prepare joins one")
     models.add_argument("--prepare", metavar="NAME", help="join and verify a packaged model now")
@@ -129,10 +162,26 @@ def _build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, help="port (default: ui.port = 7860)")
     ui.set_defaults(handler=_cmd_ui)
 
+    check = commands.add_parser("check", parents=[common], help="verify the index end to end; --repair fixes it")
+    check.add_argument("--repair", action="store_true", help="rebuild what is derived, re-embed what is missing")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.set_defaults(handler=_cmd_check)
+
     stats = commands.add_parser("stats", parents=[common], help="what the index holds")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(handler=_cmd_stats)
     return parser
+
+
+def _answers(name: str):
+    """A handler from rag.cli_answers, imported when the command runs."""
+
+    def handler(library: Library, args: argparse.Namespace) -> int:
+        from rag import cli_answers
+
+        return getattr(cli_answers, name)(library, args)
+
+    return handler
 
 
 def _print_problem(problem: Problem) -> None:
@@ -165,8 +214,10 @@ def _cmd_ingest(library: Library, args: argparse.Namespace) -> int:
     )
     if report.papers_missing:
         print(f"note: {report.papers_missing} indexed papers are no longer in their sources; --prune removes them")
-    if report.problems:
-        print(f"{len(report.problems)} problems (listed above); everything else was ingested", file=sys.stderr)
+    for line in report.problem_summary:
+        print(f"rag: skipped {line}", file=sys.stderr)
+    if report.problems_total:
+        print(f"{report.problems_total:,} problems (listed above); everything else was ingested", file=sys.stderr)
         return EXIT_PARTIAL
     return EXIT_OK
 
@@ -246,6 +297,33 @@ def _cmd_ui(library: Library, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_check(library: Library, args: argparse.Namespace) -> int:
+    """Exit 0: sound (or repaired); 1: problems found (and, with --repair, some left)."""
+    quiet = args.json or not sys.stderr.isatty()
+    report = library.check(repair=args.repair, say=(lambda _line: None) if quiet else _say)
+    if args.json:
+        payload = dataclasses.asdict(report) | {"ok": report.ok}
+        for key in ("findings", "remaining"):
+            payload[key] = [{k: v for k, v in f.items() if k != "detail"} for f in payload[key]]
+        print(json.dumps(payload, indent=2))
+        return EXIT_OK if report.ok else EXIT_PARTIAL
+    print(f"index: {report.index}: {report.papers:,} papers, {report.chunks:,} chunks, {report.sentences:,} sentences")
+    for finding in report.findings:
+        print(f"problem: {finding.problem}" + ("" if args.repair else f" (--repair: {finding.repair})"))
+    for line in report.repaired:
+        print(f"repaired: {line}")
+    for finding in report.remaining:
+        print(f"still wrong: {finding.problem}")
+    took = sum(report.seconds.values())
+    verdict = "sound" if not report.findings else ("repaired" if report.ok else "not sound")
+    print(f"{verdict} (checked in {took:.1f}s: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items()) + ")")
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def _say(line: str) -> None:
+    print(f"rag: {line} ...", file=sys.stderr, flush=True)
+
+
 def _cmd_stats(library: Library, args: argparse.Namespace) -> int:
     stats = library.stats()
     if args.json:
@@ -257,142 +335,6 @@ def _cmd_stats(library: Library, args: argparse.Namespace) -> int:
     print(f"chunks:    {stats.chunks}")
     print(f"size:      {'held by the server' if stats.size_bytes is None else f'{stats.size_bytes / 1e6:.1f} MB'}")
     return EXIT_OK
-
-
-# --- answering ------------------------------------------------------------------------------------
-
-
-def _assistant(library: Library):  # -> Assistant
-    from rag.answering import Assistant
-
-    return Assistant.from_config(library=library, progress=lambda msg: print(f"rag: {msg}", file=sys.stderr))
-
-
-def _cmd_ask(library: Library, args: argparse.Namespace) -> int:
-    check_question(args.question)
-    assistant = _assistant(library)
-    library.retriever()  # a missing index or wrong model is reported before any model loads
-    _warm_up(assistant)
-    if args.json:
-        answer = assistant.ask(args.question)
-        print(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
-    else:
-        answer = _stream_answer(assistant, args.question, [])
-    if answer.error:
-        print(f"rag: error: {answer.error}", file=sys.stderr)
-        return EXIT_PARTIAL
-    return EXIT_OK
-
-
-def _cmd_chat(library: Library, args: argparse.Namespace) -> int:
-    assistant = _assistant(library)
-    library.retriever()
-    print("loading models ...", file=sys.stderr, flush=True)
-    _warm_up(assistant, prime=True)
-    history: list = []
-    print("Ask about the indexed papers. Follow-ups may refer to earlier answers. /reset starts over, /quit ends.")
-    while True:
-        try:
-            question = input("\nyou> ").strip()
-        except EOFError:
-            print()
-            return EXIT_OK
-        if not question:
-            continue
-        if question in {"/quit", "/exit", "/q"}:
-            return EXIT_OK
-        if question == "/reset":
-            history.clear()
-            print("(history cleared)")
-            continue
-        try:
-            answer = _stream_answer(assistant, question, history)
-        except RagError as exc:
-            print(f"rag: error: {exc}", file=sys.stderr)
-            continue
-        if answer.error:
-            print(f"rag: error: {answer.error}", file=sys.stderr)
-        history.append(answer)
-
-
-def _warm_up(assistant, prime: bool = False) -> None:
-    """Load models before timing; a model that cannot load is reported later, with the retrieved papers."""
-    from rag.errors import LLMError
-
-    with contextlib.suppress(LLMError):
-        assistant.warm_up(prime=prime)
-
-
-def _stream_answer(assistant, question: str, history: list):  # -> Answer
-    """Stream tokens to a terminal; print the checked answer when it differs from what streamed."""
-    from rag.types import Answer
-
-    live = sys.stdout.isatty()
-    streamed: list[str] = []
-    answer = None
-    for item in assistant.stream(question, history):
-        if isinstance(item, Answer):
-            answer = item
-        elif live:
-            streamed.append(item)
-            print(item, end="", flush=True)
-    assert answer is not None
-    if live and streamed:
-        print()
-        if "".join(streamed).strip() != answer.answer.strip():
-            print("\n— checked answer —")
-            print(_wrapped(answer.answer))
-    else:
-        print(_wrapped(answer.answer))
-    _print_references(answer)
-    return answer
-
-
-def _wrapped(text: str, width: int = 100) -> str:
-    """Wrap each line of an answer on its own, so a list answer keeps one paper a line."""
-    return "\n".join(
-        textwrap.fill(line, width=width, subsequent_indent="  " if line.startswith("- ") else "") if line else line
-        for line in text.splitlines()
-    )
-
-
-def _print_references(answer) -> None:
-    if answer.refused:
-        if answer.sources:
-            print("\nNearest papers (they do not answer it):")
-            for rank, hit in enumerate(answer.sources, start=1):
-                print(f"  {rank}. {hit.title}  [{hit.score:.3f}]" + (f"  {hit.url}" if hit.url else ""))
-        return
-    if answer.citations:
-        print("\nReferences:")
-        by_paper = {hit.paper_id: hit for hit in answer.sources}
-        for citation in answer.citations:
-            hit = by_paper.get(citation.paper_id)
-            files = ", ".join(Path(s).name for s in hit.sources) if hit else ""
-            link = f"  {citation.url}" if citation.url else ""
-            mark = "" if citation.supported else "  (not verified)"
-            print(f"  [{citation.n}] {citation.title}{mark}")
-            if files or link:
-                print(f"      {files}{link}")
-    cited_ids = {c.paper_id for c in answer.citations}
-    others = [hit for hit in answer.sources if hit.paper_id not in cited_ids]
-    if others:
-        print("\nAlso retrieved:")
-        for hit in others:
-            print(f"  - {hit.title}  [{hit.score:.3f}]" + (f"  {hit.url}" if hit.url else ""))
-    unsupported = [s.text for s in answer.sentences if not s.supported]
-    if unsupported:
-        print(f"\nnote: {len(unsupported)} sentence(s) could not be verified against the cited abstracts:")
-        for text in unsupported:
-            print(f"  - {textwrap.shorten(text, 160)}")
-    if answer.mode == "fallback":
-        print("\nnote: the generated answer was replaced by the best evidence sentences (extractive)")
-    timings = answer.timings
-    print(
-        f"\n({answer.model}; first token {timings['first_token_ms'] / 1000:.1f}s, "
-        f"total {timings['total_ms'] / 1000:.1f}s)",
-        file=sys.stderr,
-    )
 
 
 def _cmd_models(library: Library, args: argparse.Namespace) -> int:

@@ -31,6 +31,12 @@ class CorpusSettings(_Section):
         default_factory=list,
         description="Files or folders `rag ingest` reads when given no paths; empty means the built-in corpus.",
     )
+    max_abstract_chars: int = Field(
+        20_000,
+        ge=1000,
+        description="Longest abstract (or plain document) indexed, in characters; a longer one is cut at a sentence "
+        "end and reported (arXiv abstracts stay under 2,000; a megabyte would take minutes to embed).",
+    )
 
 
 class SourcesSettings(_Section):

@@ -14,9 +14,10 @@ from typing import Any
 
 from rag.config import Settings, load_settings
 from rag.embedding import Embedder, load_embedder
+from rag.errors import IndexStoreError
 from rag.filters import PaperFilter
 from rag.ingest import IngestReport, ProgressCallback, ingest
-from rag.lexical import PaperCatalog
+from rag.lexical import PaperCatalog, cache_dir
 from rag.retrieval import Retriever
 from rag.store import ChromaStore, StoreStats
 from rag.types import PaperHit, Problem
@@ -69,6 +70,19 @@ class Library:
             )
         return self._catalog
 
+    def close_catalog(self) -> None:
+        """Let go of the catalog file (before it is replaced); the next use opens it again."""
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+            self._retriever = None
+
+    def check(self, *, repair: bool = False, say: Callable[[str], None] = lambda _line: None):  # -> CheckReport
+        """Verify the index end to end and, with `repair`, fix what can be fixed (see rag.check)."""
+        from rag.check import check_index
+
+        return check_index(self, repair=repair, say=say)
+
     def ingest(
         self,
         paths: Iterable[str | Path] | None = None,
@@ -80,9 +94,6 @@ class Library:
     ) -> IngestReport:
         store = self.store(create=True)
         catalog = self.catalog()
-        if rebuild:
-            store.drop()
-            catalog.drop()
         self._retriever = None
         return ingest(
             self.settings,
@@ -90,6 +101,7 @@ class Library:
             self.embedder,
             paths,
             prune=prune,
+            rebuild=rebuild,
             report_problem=on_problem,
             progress=progress,
             catalog=catalog,
@@ -139,12 +151,17 @@ class Library:
             precision = self.settings.embedding.precision
             store.open_for(self.settings.embedding.model, None, create=False, precision=precision)
             store.open_for(self.embedder.model_name, self.embedder.dimension, create=False, precision=precision)
+            # Lost vector files would otherwise give confident wrong answers. Sentence vectors are probed by
+            # ingest and `rag check`; here that would load their whole vector index before the first search.
+            damage = store.damage(which=("chunks",))
+            if damage:
+                raise IndexStoreError(f"{store.where} is damaged: {damage}")
             self._retriever = Retriever(
                 self.settings.retrieval,
                 store,
                 self.embedder,
                 catalog=self.catalog(),
-                cache_dir=self.settings.index_path / ".bm25-cache",
+                cache_dir=cache_dir(self.settings.index_path),
             )
         return self._retriever
 

@@ -100,6 +100,52 @@ def stats_markdown(library: Library) -> str:
     )
 
 
+# The page runs only its own code: no framing by other sites (clickjacking), no sniffed content
+# types, nothing fetched from other origins. Gradio's page needs inline scripts and styles.
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self' 'unsafe-inline' 'unsafe-eval' blob:",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data: blob:",
+            "font-src 'self' data:",
+            "media-src 'self' data: blob:",
+            "connect-src 'self' ws: wss:",
+            "worker-src 'self' blob:",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+        ]
+    ),
+}
+
+
+class SecurityHeaders:
+    """ASGI middleware adding SECURITY_HEADERS to every HTTP response (streamed ones too)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.decode().title() not in SECURITY_HEADERS]
+                headers += [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def build_app(settings: Settings):
     import gradio as gr
 
@@ -179,9 +225,10 @@ def build_app(settings: Settings):
                 f"{', '.join(escape(p.name) for p in kept)}; {report.papers_unchanged} unchanged.",
             )
             lines += [f"- skipped {escape(p)}" for p in problems]
+            lines += [f"- skipped {escape(line)}" for line in report.problem_summary]
         return "\n".join(lines), stats_markdown(library)
 
-    with gr.Blocks(title="paper-rag") as app:
+    with gr.Blocks(title="paper-rag", analytics_enabled=False) as app:
         gr.Markdown("# Ask the papers\nAnswers cite the indexed abstracts; `[n]` links to its source card.")
         with gr.Tab("Chat"):
             with gr.Row():
@@ -237,10 +284,13 @@ def launch(settings: Settings, *, host: str | None = None, port: int | None = No
     host = host or settings.ui.host
     port = port or settings.ui.port
     print(f"paper-rag chat: http://{host}:{port}  (Ctrl-C stops it)", flush=True)
+    from starlette.middleware import Middleware
+
     app.launch(
         server_name=host,
         server_port=port,
         auth=auth,
+        app_kwargs={"middleware": [Middleware(SecurityHeaders)]},
         max_file_size=f"{settings.ui.max_upload_mb:g}mb",
         prevent_thread_lock=not block,
         show_error=False,
