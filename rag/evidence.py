@@ -30,7 +30,8 @@ _BACKGROUND = re.compile(
     r"\bexisting\b|\b(previous|prior|recent|current|many|most|some) (methods?|approaches|works?|studies|models|"
     r"benchmarks|research|efforts|advances|progress)\b|\b(remains?|remained) (a |an )?(challenge|challenging|"
     r"unclear|unexplored|open|limited)|\b(suffers?|struggles?) (from|with|to)\b|"
-    r"\b(have|has) (shown|attracted|achieved|demonstrated|gained|emerged|become)\b",
+    r"\b(have|has) (recently )?(shown|attracted|achieved|demonstrated|gained|emerged|become|enabled|revolutioni[sz]ed|"
+    r"transformed|advanced|been widely|made (significant|remarkable|great|tremendous|rapid) progress)\b",
     re.I,
 )
 _OWN_WORK = re.compile(r"\b(we|our|ours|this (paper|work|study)|the proposed|here)\b", re.I)
