@@ -47,6 +47,10 @@ from rag.types import Answer, AnswerSentence, Citation, PaperHit, Source, Turn
 __all__ = ["Assistant", "declined"]
 
 
+def _states_a_number(text: str) -> bool:
+    return any(ch.isdigit() for ch in text)
+
+
 def declined(text: str) -> bool:
     lowered = text.lower()
     return NOT_COVERED.lower().rstrip(".") in lowered or any(p in lowered for p in DECLINE_PHRASES)
@@ -223,7 +227,7 @@ class Assistant:
                                                                            candidates))  # fmt: skip
         chosen = self._choose(shape, answering)
         wants_number = shape is Shape.NUMBER
-        if wants_number and not any(any(ch.isdigit() for ch in s.text) for s in chosen[0].sentences):
+        if wants_number and not any(_states_a_number(s.text) for s in chosen[0].sentences):
             label = chosen[0].name.short if chosen[0].name else chosen[0].hit.title
             text = f"{NOT_COVERED} The closest paper is **{label}**, but its abstract states no figure for this."
             return prepared(refusal="the closest paper's abstract states no number", refusal_text=text)
@@ -363,6 +367,8 @@ class Assistant:
                 yield answer
                 return
             statement = self._checked_statement("".join(pieces), by_n[slot.n], support, settings.support_threshold)
+            if statement is not None and prepared.shape is Shape.NUMBER and not _states_a_number(statement):
+                statement = None  # asked for a figure, the model gave none; the evidence sentence states one
             if statement is None:
                 if pieces:
                     notes.append(f"[{slot.n}]: the model's statement was not supported by its evidence: "
