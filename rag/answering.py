@@ -24,7 +24,16 @@ import numpy as np
 from rag.answerability import check_coverage
 from rag.chunking import abstract_sentences, tiktoken_counter
 from rag.citations import EvidenceSupport
-from rag.compose import Plan, Point, extractive_text, not_covered_text, plan_answer, slot_text, statement_sentences
+from rag.compose import (
+    Plan,
+    Point,
+    extractive_text,
+    no_figure_text,
+    not_covered_text,
+    plan_answer,
+    slot_text,
+    statement_sentences,
+)
 from rag.config import Settings
 from rag.conversation import HistoryItem, concat_standalone, is_follow_up, refers_back, to_turns
 from rag.evidence import (
@@ -77,7 +86,6 @@ class _Prepared:
     hits: list[PaperHit]
     sources: list[Source]  # numbered evidence of the answering papers, best first
     plan: Plan
-    points: list[Point]
     started: float
     retrieve_ms: float
     refusal: str | None = None  # why the question is refused, when it is
@@ -202,7 +210,7 @@ class Assistant:
 
         def prepared(**fields) -> _Prepared:
             retrieve_ms = (time.perf_counter() - started) * 1000
-            base = dict(sources=[], plan=Plan("", []), points=[])
+            base = dict(sources=[], plan=Plan("", []))
             return _Prepared(question, standalone, shape, hits, started=started, retrieve_ms=retrieve_ms,
                              **(base | fields))  # fmt: skip
 
@@ -228,15 +236,14 @@ class Assistant:
         chosen = self._choose(shape, answering)
         wants_number = shape is Shape.NUMBER
         if wants_number and not any(_states_a_number(s.text) for s in chosen[0].sentences):
-            label = chosen[0].name.short if chosen[0].name else chosen[0].hit.title
-            text = f"{NOT_COVERED} The closest paper is **{label}**, but its abstract states no figure for this."
+            text = no_figure_text(chosen[0].name, chosen[0].hit.title)
             return prepared(refusal="the closest paper's abstract states no number", refusal_text=text)
         sources = self._evidence(chosen, wants_number)
         points = [
             Point(source, candidate.name, statement_sentence(candidate.sentences, wants_number))
             for source, candidate in zip(sources, chosen, strict=True)
         ]
-        return prepared(sources=sources, plan=plan_answer(shape, points), points=points, candidates=candidates)
+        return prepared(sources=sources, plan=plan_answer(shape, points), candidates=candidates)
 
     def _read_candidates(
         self,

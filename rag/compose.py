@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from rag.answerability import Facet
 from rag.names import PaperName
+from rag.prompts import NOT_COVERED
 from rag.questions import Shape
 from rag.types import Source
 
@@ -102,8 +103,6 @@ def _facet_names(facets: Sequence[Facet]) -> str:
 
 def not_covered_text(missing: Sequence[Facet], nearest: Sequence[tuple[PaperName | None, str]]) -> str:
     """A refusal that says what is missing and names the nearest papers (not cited: they do not answer)."""
-    from rag.prompts import NOT_COVERED
-
     parts = [NOT_COVERED]
     if missing:
         detail = [f for f in missing if f.kind == "detail"]
@@ -115,6 +114,12 @@ def not_covered_text(missing: Sequence[Facet], nearest: Sequence[tuple[PaperName
     if labels:
         parts.append("The nearest indexed papers: " + "; ".join(labels) + ".")
     return " ".join(parts)
+
+
+def no_figure_text(name: PaperName | None, title: str) -> str:
+    """A number question whose closest paper states no figure: partial coverage, said plainly."""
+    label = f"**{name.short}**" if name else f"*{title}*"
+    return f"{NOT_COVERED} The closest paper is {label}, but its abstract states no figure for this."
 
 
 _MARKERS = re.compile(r"\s*\[(?:\d+(?:\s*[,;–-]\s*\d+)*)\]")
