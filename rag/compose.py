@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rag.answerability import Facet
+from rag.chunking import split_sentences
+from rag.evidence import is_background
 from rag.names import PaperName
 from rag.prompts import NOT_COVERED
 from rag.questions import Shape
@@ -136,9 +138,6 @@ def statement_sentences(text: str, title: str, max_sentences: int = 2) -> list[s
     out of tokens mid-sentence, or restate the field before the paper: the echoed title, a sentence
     cut short and background sentences (when something else remains) are dropped.
     """
-    from rag.chunking import split_sentences
-    from rag.evidence import is_background
-
     text = strip_markers(text.split("\n")[0]).strip().lstrip(":—–- ").strip()
     words = title.split()
     for start in range(len(words)):  # "AIM: Adaptive Inference ... Pruning — ..." after the lead "**AIM**: "
