@@ -49,7 +49,7 @@ from rag.library import Library
 from rag.llm import ChatModel, LLMError, load_chat_model
 from rag.names import PaperName, paper_name
 from rag.prompts import DECLINE_PHRASES, NOT_COVERED, answer_messages, condense_messages
-from rag.questions import Shape, question_shape
+from rag.questions import Shape, asked_quantity, question_shape
 from rag.retrieval import check_question
 from rag.types import Answer, AnswerSentence, Citation, PaperHit, Source, Turn
 
@@ -238,9 +238,10 @@ class Assistant:
         if wants_number and not any(_states_a_number(s.text) for s in chosen[0].sentences):
             text = no_figure_text(chosen[0].name, chosen[0].hit.title)
             return prepared(refusal="the closest paper's abstract states no number", refusal_text=text)
-        sources = self._evidence(chosen, wants_number)
+        quantity = asked_quantity(question) if wants_number else ""
+        sources = self._evidence(chosen, wants_number, quantity)
         points = [
-            Point(source, candidate.name, statement_sentence(candidate.sentences, wants_number))
+            Point(source, candidate.name, statement_sentence(candidate.sentences, wants_number, quantity))
             for source, candidate in zip(sources, chosen, strict=True)
         ]
         return prepared(sources=sources, plan=plan_answer(shape, points), candidates=candidates)
@@ -290,7 +291,7 @@ class Assistant:
             return [best, *related[:1]]
         return [best]
 
-    def _evidence(self, chosen: Sequence[_Candidate], wants_number: bool) -> list[Source]:
+    def _evidence(self, chosen: Sequence[_Candidate], wants_number: bool, quantity: str) -> list[Source]:
         """The chosen papers' evidence, numbered in answer order; each keeps the sentence its statement quotes."""
         settings = self.settings.answer
         hits = [c.hit for c in chosen]
@@ -306,7 +307,7 @@ class Assistant:
         by_paper = {s.paper_id: s for s in sources}
         out = []
         for n, candidate in enumerate(chosen, start=1):
-            statement = statement_sentence(candidate.sentences, wants_number)
+            statement = statement_sentence(candidate.sentences, wants_number, quantity)
             source = by_paper.get(candidate.hit.paper_id) or Source(
                 0, candidate.hit.paper_id, candidate.hit.title, candidate.hit.score, [], candidate.hit.url,
                 list(candidate.hit.sources),
