@@ -170,6 +170,10 @@ class Coverage:
             return False
         return missed_modalities == 0 or (modalities >= 2 and missed_modalities <= modalities - 1 and modalities > 2)
 
+    def among(self, paper_ids: Sequence[str]) -> Coverage:
+        """The same check restricted to some of the papers."""
+        return Coverage(self.asked, {pid: self.missing_by_paper[pid] for pid in paper_ids})
+
     def missing_everywhere(self) -> list[Facet]:
         """Facets that no candidate states (empty when some paper states each, even if no paper states all)."""
         return [f for f in self.asked if all(f in missing for missing in self.missing_by_paper.values())]

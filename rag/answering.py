@@ -44,6 +44,7 @@ from rag.evidence import (
     paper_answer_score,
     score_sentences,
     statement_sentence,
+    states_a_figure,
 )
 from rag.library import Library
 from rag.llm import ChatModel, LLMError, load_chat_model
@@ -54,10 +55,6 @@ from rag.retrieval import check_question
 from rag.types import Answer, AnswerSentence, Citation, PaperHit, Source, Turn
 
 __all__ = ["Assistant", "declined"]
-
-
-def _states_a_number(text: str) -> bool:
-    return any(ch.isdigit() for ch in text)
 
 
 def declined(text: str) -> bool:
@@ -223,19 +220,18 @@ class Assistant:
         # A paper far below the best match does not answer because it happens to state a facet ("GPU memory")
         # the best match lacks: papers that answer must also be close to the best match.
         margin = settings.list_margin if shape is Shape.LIST else settings.cover_margin
-        answering = [
-            c
-            for c in candidates
-            if coverage.answers(coverage.missing_by_paper[c.hit.paper_id]) and c.score >= candidates[0].score - margin
-        ]
+        close = [c for c in candidates if c.score >= candidates[0].score - margin]
+        answering = [c for c in close if coverage.answers(coverage.missing_by_paper[c.hit.paper_id])]
         if not answering:
-            missing = coverage.least_missing()
+            # Name what the close papers lack: a paper far down the list may state every facet without answering.
+            near = coverage.among([c.hit.paper_id for c in close])
+            missing = near.least_missing()
             reason = "no retrieved paper states " + ", ".join(f.name for f in missing)
-            return prepared(refusal=reason, refusal_text=self._not_covered(coverage.missing_everywhere() or missing,
+            return prepared(refusal=reason, refusal_text=self._not_covered(near.missing_everywhere() or missing,
                                                                            candidates))  # fmt: skip
         chosen = self._choose(shape, answering)
         wants_number = shape is Shape.NUMBER
-        if wants_number and not any(_states_a_number(s.text) for s in chosen[0].sentences):
+        if wants_number and not any(states_a_figure(s.text) for s in chosen[0].sentences):
             text = no_figure_text(chosen[0].name, chosen[0].hit.title)
             return prepared(refusal="the closest paper's abstract states no number", refusal_text=text)
         quantity = asked_quantity(question) if wants_number else ""
@@ -375,7 +371,7 @@ class Assistant:
                 yield answer
                 return
             statement = self._checked_statement("".join(pieces), by_n[slot.n], support, settings.support_threshold)
-            if statement is not None and prepared.shape is Shape.NUMBER and not _states_a_number(statement):
+            if statement is not None and prepared.shape is Shape.NUMBER and not states_a_figure(statement):
                 statement = None  # asked for a figure, the model gave none; the evidence sentence states one
             if statement is None:
                 if pieces:

@@ -214,10 +214,23 @@ def paper_answer_score(
     return fused + lexical_weight * question_coverage + sentence_weight * best_sentence
 
 
-_DIGIT = re.compile(r"\d")
+_NUMBER_WORDS = (
+    "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
+    "hundreds?|thousands?|millions?|billions?|dozens?"
+)
+# A figure: digits, a number word that counts something ("one afternoon", not "one of the first"), or a ratio word.
+_FIGURE = re.compile(
+    rf"\d|\b(?:{_NUMBER_WORDS})\b(?!\s+(?:of|another)\b)|\b(?:twice|thrice|half|doubles?|doubled|triples?|tripled)\b"
+    rf"|\b(?:two|three|four|five|ten|hundred)-?fold\b",
+    re.IGNORECASE,
+)
 
 
-_NUMBER_TOKEN = re.compile(r"\d")
+def states_a_figure(text: str) -> bool:
+    """Whether a sentence gives a figure, in digits or in words ("163 languages", "one afternoon", "twice")."""
+    return bool(_FIGURE.search(text))
+
+
 QUANTITY_BONUS = 0.2  # a figure stated next to what the question counts: "36 datasets" for "how many datasets"
 
 
@@ -228,7 +241,7 @@ def states_quantity(sentence: str, quantity: str) -> bool:
         return False
     words = _WORD.findall(sentence.lower())
     return any(
-        _NUMBER_TOKEN.search(word) and any(stem(w) in wanted for w in words[max(0, i - 3) : i + 4] if w != word)
+        states_a_figure(word) and any(stem(w) in wanted for w in words[max(0, i - 3) : i + 4] if w != word)
         for i, word in enumerate(words)
     )
 
@@ -237,7 +250,7 @@ def statement_sentence(scored: Sequence[ScoredSentence], wants_number: bool, qua
     """The sentence of one paper that best states what was asked: its best match, or, for a question asking for a
     figure, its best-matching sentence that states one (when the abstract has any), preferring a figure given next
     to what the question counts or measures."""
-    pool = [s for s in scored if _DIGIT.search(s.text)] if wants_number else []
+    pool = [s for s in scored if states_a_figure(s.text)] if wants_number else []
     pool = pool or list(scored)
     if not pool:
         return ""

@@ -50,18 +50,28 @@ def continue_by_chat(
     stop: Sequence[str] = (),
 ) -> Iterator[str]:
     """Continuation for a backend that cannot start its reply with given text: ask for the continuation, drop
-    what the reply repeats of the answer so far, and cut it at the first `stop` string. Yields one piece."""
+    what the reply repeats of the answer so far, and cut it at the first `stop` string. Streams: only the
+    first few characters wait, until they show whether the reply repeats the answer's last line."""
     from rag.prompts import CONTINUE_INSTRUCTION
 
     asked = [*messages, {"role": "user", "content": f"{CONTINUE_INSTRUCTION}{prefix}"}]
-    text = "".join(model.stream(asked, max_tokens=max_tokens, temperature=temperature)).lstrip()
     last_line = prefix.strip().splitlines()[-1].strip() if prefix.strip() else ""
-    if last_line and text.startswith(last_line):
-        text = text[len(last_line) :]
-    cuts = [text.find(s) for s in stop if s and s in text]
-    text = text[: min(cuts)] if cuts else text
-    if text.strip():
-        yield text
+    pending: str | None = ""  # None once the start is settled
+    for piece in model.stream(asked, max_tokens=max_tokens, temperature=temperature):
+        if pending is not None:
+            start = (pending + piece).lstrip()
+            if not start or (last_line and len(start) < len(last_line) and last_line.startswith(start)):
+                pending = start
+                continue  # could still be an echo of the answer so far
+            pending = None
+            piece = start[len(last_line) :] if last_line and start.startswith(last_line) else start
+        cuts = [piece.find(s) for s in stop if s and s in piece]
+        if cuts:
+            if piece[: min(cuts)]:
+                yield piece[: min(cuts)]
+            return
+        if piece:
+            yield piece
 
 
 def load_chat_model(settings: LLMSettings, progress: Callable[[str], None] | None = None) -> ChatModel | None:

@@ -325,10 +325,11 @@ def _scripted(seed_library, reply) -> Assistant:
 def test_a_statement_cites_the_paper_it_was_written_about(seed_library):
     # The model writes after "Yes — **DyVTE** ...:" and cites [2]; the statement is DyVTE's own words, so it
     # stays, cited as [1], the paper the system asked it to write about.
-    reply = "DyVTE uses lightweight hyper-networks to decide the removal of all visual tokens after a layer [2]."
+    reply = "DyVTE improves the efficiency of MLLMs with a dynamic visual-token exit [2]."
     assistant = _scripted(seed_library, reply)
     answer = assistant.ask(DYVTE_QUESTION)
     assert answer.mode == "generate", answer.to_json()
+    assert "dynamic visual-token exit [1]" in answer.answer
     assert answer.answer.startswith("Yes — **DyVTE**") and "[2]" not in answer.answer
     assert [c.title for c in answer.citations] == [DYVTE_TITLE]
     assert assistant.chat_model.prefixes[0].endswith("**DyVTE** (dynamic visual-token exit): ")

@@ -205,4 +205,8 @@ def test_continuation_by_chat_drops_the_echoed_start_and_stops_at_a_stop_string(
     prefix = "Yes — **DyVTE**: "
     pieces = list(continue_by_chat(model, MESSAGES, prefix, max_tokens=30, temperature=0, stop=["\n"]))
     assert "".join(pieces).strip() == "it drops all visual tokens after one layer."
+    assert len(pieces) > 5  # streamed word by word once the echo is settled
+    plain = _Echo("It drops all visual tokens.")
+    continued = continue_by_chat(plain, MESSAGES, prefix, max_tokens=30, temperature=0)
+    assert "".join(continued) == "It drops all visual tokens."
     assert model.asked[-1]["role"] == "user" and model.asked[-1]["content"].endswith(prefix)

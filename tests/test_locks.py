@@ -29,9 +29,10 @@ def test_rebuild_refused_while_an_ingest_writes_drops_nothing(tmp_path, embedder
     library = make_library(index, embedder, **FAST)
     seen: list = []
 
-    def midway(done: int, total: int, chunks: int) -> None:
+    def midway(progress) -> None:
         if seen:
             return
+        done = progress.done
         env = {"RAG_INDEX__SENTENCE_VECTORS": "0"}
         refused = run_cli("ingest", "--rebuild", str(small), index=index, extra_env=env)
         seen.append((done, refused, _papers_in(index)))
