@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from rag import __version__
 from rag.errors import RagError
 from rag.filters import parse_filters
 from rag.library import Library
@@ -24,6 +25,7 @@ from rag.retrieval import check_question
 from rag.types import PaperHit, Problem
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
+COMMANDS_GROUP = "paper_rag.commands"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,10 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--profile", help="config profile: configs/NAME.yaml over configs/default.yaml")
+    common.add_argument("--profile", help="config profile: NAME (rag/configs/NAME.yaml) or a .yaml file")
     common.add_argument("--index", type=Path, help="index folder (overrides index.path)")
 
     parser = argparse.ArgumentParser(prog="rag", description="Ask questions of research paper abstracts.")
+    parser.add_argument("--version", action="version", version=f"rag (paper-rag) {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     ingest = commands.add_parser("ingest", parents=[common], help="add papers to the index (incremental)")
@@ -125,7 +128,22 @@ def _build_parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", parents=[common], help="what the index holds")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(handler=_cmd_stats)
+    _register_clients(commands, common, answering)
     return parser
+
+
+def _register_clients(commands, common: argparse.ArgumentParser, answering: argparse.ArgumentParser) -> None:
+    """Commands that clients of the library bring (`rag serve`, ...): each registers itself through the
+    `paper_rag.commands` entry point, so this module imports none of them."""
+    from importlib.metadata import entry_points
+
+    for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            register = entry.load()
+        except ImportError as exc:  # a client whose dependencies are missing; the other commands still work
+            print(f"rag: note: command '{entry.name}' is unavailable ({exc})", file=sys.stderr)
+            continue
+        register(commands, common, answering=answering)
 
 
 def _print_problem(problem: Problem) -> None:

@@ -115,6 +115,17 @@ class Retriever:
     def settings(self) -> RetrievalSettings:
         return self._settings
 
+    def derive(self, settings: RetrievalSettings) -> Retriever:
+        """A retriever with other settings (k, mode, filters, ...) over the same index, model and BM25 matrix."""
+        other = Retriever(settings, self._store, self._embedder, self._catalog, self._cache_dir)
+        if (settings.bm25_k1, settings.bm25_b, settings.title_weight) == (
+            self._settings.bm25_k1,
+            self._settings.bm25_b,
+            self._settings.title_weight,
+        ):
+            other._keywords = self._keywords
+        return other
+
     def keyword_index(self) -> KeywordIndex:
         with self._keywords_lock:
             if self._keywords is None:

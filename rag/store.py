@@ -350,6 +350,28 @@ class ChromaStore:
             return {}
         return {text: np.asarray(vector, dtype=np.float32) for text, vector in zip(documents, embeddings, strict=True)}
 
+    def stored_paper(self, paper_id: str) -> Paper | None:
+        """One paper as the index holds it: title, metadata, source files, and its text rejoined from its chunks."""
+        from rag.chunking import abstract_sentences
+
+        page = self.collection.get(where={"paper_id": paper_id}, include=["documents", "metadatas"])
+        rows = sorted(zip(page["metadatas"] or [], page["documents"] or [], strict=True),
+                      key=lambda row: int(row[0].get("chunk_index", 0)))  # fmt: skip
+        if not rows:
+            return None
+        meta = rows[0][0]
+        return Paper(
+            paper_id=paper_id,
+            title=str(meta.get("title", "")),
+            abstract=" ".join(abstract_sentences([text for _, text in rows])),
+            sources=[s for s in str(meta.get("sources", "")).split(SOURCE_SEPARATOR) if s],
+            authors=meta.get("authors"),
+            date=meta.get("date"),
+            url=meta.get("url"),
+            categories=meta.get("categories"),
+            extra={key[2:]: str(value) for key, value in meta.items() if key.startswith("x_")},
+        )
+
     def stats(self) -> StoreStats:
         model, dimension = self.model_info()
         chunks = papers = 0
