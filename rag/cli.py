@@ -13,7 +13,6 @@ import contextlib
 import json
 import sys
 import textwrap
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -182,45 +181,12 @@ def _cmd_search(library: Library, args: argparse.Namespace) -> int:
         raise RagError("-k must be at least 1")
     check_question(args.question)  # bad input is reported before the index is opened
     parse_filters(args.where or [])
-    retriever = library.retriever()
-    started = time.perf_counter()
-    hits = retriever.search(args.question, k=args.k, where=args.where, mode=args.mode, rerank=args.rerank)
-    elapsed_ms = (time.perf_counter() - started) * 1000
+    result = library.search_result(args.question, k=args.k, where=args.where, mode=args.mode, rerank=args.rerank)
     if args.json:
-        print(
-            json.dumps(
-                _hits_json(args.question, hits, elapsed_ms, args.mode or retriever.settings.mode),
-                ensure_ascii=False,
-                indent=2,
-            )
-        )
+        print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
     else:
-        _print_hits(hits)
+        _print_hits(result.hits)
     return EXIT_OK
-
-
-def _hits_json(question: str, hits: list[PaperHit], elapsed_ms: float, mode: str) -> dict:
-    return {
-        "question": question,
-        "results": [
-            {
-                "rank": rank,
-                "paper_id": hit.paper_id,
-                "title": hit.title,
-                "score": hit.score,
-                "fused": hit.fused,
-                "bm25": hit.lexical,
-                "passage": hit.passage,
-                "passages": hit.passages,
-                "sources": hit.sources,
-                "url": hit.url,
-                "date": hit.date,
-            }
-            for rank, hit in enumerate(hits, start=1)
-        ],
-        "mode": mode,
-        "timings": {"search_ms": round(elapsed_ms, 1)},
-    }
 
 
 def _print_hits(hits: list[PaperHit]) -> None:
@@ -269,9 +235,10 @@ def _cmd_stats(library: Library, args: argparse.Namespace) -> int:
 
 
 def _assistant(library: Library):  # -> Assistant
-    from rag.answering import Assistant
+    from rag.service import Service
 
-    return Assistant.from_config(library=library, progress=lambda msg: print(f"rag: {msg}", file=sys.stderr))
+    service = Service(library.settings, library=library, progress=lambda m: print(f"rag: {m}", file=sys.stderr))
+    return service.assistant()
 
 
 def _cmd_ask(library: Library, args: argparse.Namespace) -> int:

@@ -55,6 +55,13 @@ class Library:
                     other._retriever = self._retriever.derive(other.settings.retrieval)
         return other
 
+    def reopened(self) -> Library:
+        """The same open index and loaded model, with the catalog and BM25 matrix read afresh: for a writer
+        of its own beside running searches, and for searches after that writer finished."""
+        other = Library(self.settings, self._embedder)
+        other._store = self._store
+        return other
+
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:

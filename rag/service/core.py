@@ -232,12 +232,13 @@ class Service:
         self, paths: Sequence[Path], on_problem: Callable[[Problem], None], progress: Callable[[int, int, int], None]
     ) -> IngestReport:
         # A writer of its own (its own catalog connection); searches keep the open index until it finishes.
-        writer = Library(self.settings, embedder=self.library.embedder)
+        self.library.embedder  # noqa: B018 - loaded once, shared by the writer
+        writer = self.library.reopened()
         return writer.ingest(paths, on_problem=on_problem, progress=progress)
 
     def _ingest_finished(self, job: IngestJob) -> None:
         """Open the index afresh (new papers, new BM25 matrix) and let assistants be rebuilt on it; models stay."""
-        fresh = Library(self.settings, embedder=self.library.embedder)
+        fresh = self.library.reopened()
         fresh.retriever().keyword_index()
         with self._lock:
             self.library = fresh

@@ -171,6 +171,9 @@ class IngestJobs:
                 job.error = f"ingest failed: {type(exc).__name__}: {exc}".splitlines()[0]
             try:
                 self._on_finished(job)  # searches see the new papers before a poller sees "done"
+            except Exception as exc:  # noqa: BLE001 - the worker keeps serving the next jobs
+                job.error = job.error or f"the ingest finished, but reopening the index failed: {exc}".splitlines()[0]
+                state = "failed"
             finally:
                 with self._changed:
                     job.state, job.finished = state, time.time()
