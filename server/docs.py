@@ -68,6 +68,7 @@ def openapi_30(schema: dict[str, Any]) -> dict[str, Any]:
 
     converted = convert(copy.deepcopy(schema))
     converted["openapi"] = "3.0.3"
+    converted.get("info", {}).pop("summary", None)  # 3.1 only
     return converted
 
 

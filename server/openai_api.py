@@ -26,7 +26,7 @@ from rag.filters import parse_filters
 from rag.service import Service
 from rag.types import Answer, Turn
 from server.errors import ApiError, error_body, log, status_of
-from server.schemas import ChatCompletionRequest, ChatMessage
+from server.schemas import ERROR_RESPONSES, ChatCompletionRequest, ChatMessage
 from server.streaming import SSE_HEADERS, drive, sse
 
 MODEL_PREFIX = "paper-rag"
@@ -76,7 +76,7 @@ def _pieces(text: str, words: int = 6) -> list[str]:
 
 
 def router(service: Service, *, json_limit: int) -> APIRouter:
-    api = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+    api = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], responses=ERROR_RESPONSES)
     started = int(time.time())
 
     @api.get("/models", summary="The assistant's profiles as OpenAI models")

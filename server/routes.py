@@ -19,7 +19,7 @@ from rag.filters import parse_filters
 from rag.service import Service
 from rag.types import Answer
 from server.errors import ApiError, error_body, log, status_of, validation_message
-from server.schemas import AskRequest, IngestRecords
+from server.schemas import ERROR_RESPONSES, AskRequest, IngestRecords
 from server.streaming import SSE_HEADERS, drive, sse
 
 ANSWER_EXAMPLE = {
@@ -43,7 +43,7 @@ ANSWER_EXAMPLE = {
 
 
 def router(service: Service, *, json_limit: int, upload_limit: int, max_files: int) -> APIRouter:
-    api = APIRouter(prefix="/v1", tags=["paper-rag"])
+    api = APIRouter(prefix="/v1", tags=["paper-rag"], responses=ERROR_RESPONSES)
 
     def checked(choices) -> tuple[str, dict[str, Any]]:
         profile = service.check_profile(choices.profile)

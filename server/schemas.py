@@ -118,3 +118,23 @@ class ChatCompletionRequest(BaseModel):
 
     def choices(self, profile: str) -> Choices:
         return Choices(k=self.k, where=self.where, mode=self.mode, profile=profile, extractive=self.extractive)
+
+
+class ErrorDetail(BaseModel):
+    message: str = Field(description="One readable line: what was wrong and what to do.")
+    type: str = Field(description="invalid_request_error, authentication_error, not_found_error or server_error.")
+    code: str | None = Field(description="invalid_input, unauthorized, not_found, too_large, busy, unavailable, ...")
+
+
+class ErrorBody(BaseModel):
+    """Every error, in the OpenAI shape."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing or wrong API key (when one is configured)."},
+    422: {"model": ErrorBody, "description": "Bad input: malformed JSON, unknown keys, bad values or filters."},
+    503: {"model": ErrorBody, "description": "The model is busy (its queue is full) or the index is unavailable; "
+          "see the Retry-After header."},  # fmt: skip
+}

@@ -52,9 +52,9 @@ def call(server, method: str, path: str, body=None, *, key: str | None = KEY, he
         request.add_header("Authorization", f"Bearer {key}")
     try:
         with urllib.request.urlopen(request, timeout=300) as response:
-            status, got, text = response.status, dict(response.headers), response.read().decode()
+            status, got, text = response.status, response.headers, response.read().decode()
     except urllib.error.HTTPError as exc:
-        status, got, text = exc.code, dict(exc.headers), exc.read().decode()
+        status, got, text = exc.code, exc.headers, exc.read().decode()
     try:
         return status, got, json.loads(text)
     except ValueError:

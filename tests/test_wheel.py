@@ -92,7 +92,8 @@ print(json.dumps({"rag": rag.__file__, "configs": str(default_config_dir()),
     assert len(found["corpus"]) == 5 and all(p.startswith(str(venv)) for p in found["corpus"])
     assert found["papers"] == 275  # the built-in corpus is in the wheel and reads
 
-    papers = [p for p in seed_corpus.papers if p.title == DYVTE_TITLE] + seed_corpus.papers[:15]
+    papers = [p for p in seed_corpus.papers if p.title == DYVTE_TITLE]
+    papers += [p for p in seed_corpus.papers if p.title != DYVTE_TITLE][:15]
     write_jsonl(empty / "papers.jsonl", papers)
     clock = time.monotonic()
     ingest = _run(rag, "ingest", "papers.jsonl", "--index", index, "-q", cwd=empty, env=env)
