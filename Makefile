@@ -13,7 +13,7 @@ export OMP_WAIT_POLICY := PASSIVE
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test lint bench bench-scale clean browser
+.PHONY: setup run test lint bench bench-scale bench-speed clean browser
 
 setup: $(VENV)/.installed
 
@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" $(BIN)/pip install --quiet llama-cpp-python==0.3.36
-	$(BIN)/pip install --quiet -e '.[local,test]'
+	$(BIN)/pip install --quiet -e '.[local,test,int8]'
 	$(BIN)/rag models --prepare qwen2.5-coder-0.5b-instruct
 	touch $@
 
@@ -47,6 +47,10 @@ test: setup lint browser
 
 bench: setup
 	$(BIN)/python bench/ingest_bench.py
+
+# Each encoder backend and llama.cpp set-up beside its raw limit, in one run (bench/results/speed/).
+bench-speed: setup
+	$(BIN)/python bench/speed.py
 
 # Ingest vs raw encode, this project vs a LlamaIndex quickstart, 1k/10k/100k synthetic corpora (~30 min).
 bench-scale: setup

@@ -95,6 +95,8 @@ class StandInEmbedder:
     def __init__(self, base) -> None:
         self._base = base
         self.model_name = base.model_name
+        self.backend = base.backend
+        self.precision = base.precision
         self.dimension = base.dimension
         self.max_tokens = base.max_tokens
 

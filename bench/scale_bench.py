@@ -91,7 +91,7 @@ def load_pool_table(pool: Path, library: Library) -> dict[str, np.ndarray]:
         np.save(pool / "vectors-00.npy", matrix.astype(np.float16))
         seconds = time.perf_counter() - started
         info = {"texts": len(texts), "seconds": round(seconds, 2), "texts_per_s": round(len(texts) / seconds, 1)}
-        info |= {"device": library.embedder.device, "weights_dtype": "float32"}
+        info |= {"device": f"cpu ({library.embedder.backend})", "weights_dtype": library.embedder.precision}
         (pool / "embed.json").write_text(json.dumps(info, indent=2))
     if len(matrix) != len(texts):
         raise SystemExit(f"{len(texts)} pool texts but {len(matrix)} vectors in {pool}")

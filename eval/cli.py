@@ -15,7 +15,7 @@ from pathlib import Path
 from eval import runner
 from eval.beir import beir_table, load_beir, run_beir
 from eval.report import write_report
-from rag.cli import EXIT_OK, EXIT_PARTIAL
+from rag.cli import EXIT_OK, EXIT_PARTIAL, ingest_progress
 from rag.errors import RagError
 from rag.library import Library
 
@@ -25,7 +25,7 @@ def run_eval(library: Library, args: argparse.Namespace) -> int:
     out = Path(args.out or library.settings.eval.out)
     if args.beir:
         return _eval_beir(library, args, out)
-    golden = Path(args.golden or library.settings.eval.golden or runner.default_golden())
+    golden = Path(args.golden or library.settings.eval.golden or runner.default_golden(args.split))
     if not golden.exists():
         raise RagError(f"golden set {golden} does not exist")
     thresholds = dict(library.settings.eval.fail_under)
@@ -111,7 +111,7 @@ def _eval_beir(library: Library, args: argparse.Namespace, out: Path) -> int:
     ingested = library.ingest(
         [data.corpus_path],
         on_problem=lambda problem: print(f"rag: skipped {problem}", file=sys.stderr),
-        progress=sys.stderr.isatty(),
+        progress=ingest_progress(),
     )
     print(f"index: {ingested.papers_embedded} papers embedded, {ingested.papers_unchanged} unchanged")
     report = run_beir(library, data, [m.strip() for m in args.retrieval_modes.split(",") if m.strip()])

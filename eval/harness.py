@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -15,16 +16,83 @@ DEFAULT_GOLDEN = GOLDEN_SPLITS["dev"]
 
 
 def load_golden(path: Path = DEFAULT_GOLDEN) -> list[GoldenItem]:
-    items = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    """The items of a golden JSONL file; a malformed one is a ValueError naming the file, line and id.
+
+    Checked here, before any question is asked: each line is a JSON object with the item's fields
+    and their types, a known `kind`, a question (or, for a followup, turns) that is not empty, and
+    an id used once. A broken file costs one line of message, never a traceback or a silent run.
+    """
+    from eval.metrics import KINDS
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read golden set {path} ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    items: list[GoldenItem] = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-            items.append(GoldenItem(**record))
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{path}:{number}: not a golden item ({exc})") from None
+        except ValueError as exc:
+            raise ValueError(f"{path}:{number}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
+        except RecursionError:
+            raise ValueError(f"{path}:{number}: JSON nested too deeply") from None
+        where = f"{path}:{number}" + (f" (id {record.get('id')!r})" if isinstance(record, dict) else "")
+        problem = _golden_problem(record, KINDS)
+        if problem:
+            raise ValueError(f"{where}: {problem}")
+        item = GoldenItem(**record)
+        if item.id in first_line:
+            raise ValueError(f"{where}: duplicate id {item.id!r} (first on line {first_line[item.id]})")
+        first_line[item.id] = number
+        items.append(item)
     return items
+
+
+_TYPE_CHECKS = {
+    "str": lambda v: isinstance(v, str),
+    "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "list[str] | None": lambda v: v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+}
+_TYPE_NAMES = {"str": "text", "list[str]": "a list of texts", "list[str] | None": "a list of texts or null"}
+
+
+def _golden_problem(record: object, kinds: tuple[str, ...]) -> str | None:
+    """What is wrong with one parsed golden line, or None; GoldenItem's own field types are the schema."""
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {type(record).__name__}"
+    fields = {f.name: f for f in dataclasses.fields(GoldenItem)}
+    unknown = sorted(set(record) - set(fields))
+    if unknown:
+        return f"unknown keys {unknown} (known: {', '.join(fields)})"
+    required = [
+        n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [n for n in required if n not in record]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    for name, value in record.items():
+        declared = fields[name].type
+        annotation = declared if isinstance(declared, str) else "str" if declared is str else str(declared)
+        check = _TYPE_CHECKS.get(annotation)
+        if check is not None and not check(value):
+            return f"'{name}' must be {_TYPE_NAMES[annotation]}, got {json.dumps(value)[:60]}"
+    if not record["id"].strip():
+        return "the id is empty"
+    if record["kind"] not in kinds:
+        return f"kind {record['kind']!r} is not one of {', '.join(kinds)}"
+    turns = record.get("turns")
+    if turns is not None:
+        if not turns or any(not t.strip() for t in turns):
+            return "a turn is empty; a followup needs its questions"
+    elif not str(record.get("question", "")).strip():
+        return "the question is empty"
+    return None
 
 
 def answer_item(assistant, item: GoldenItem) -> tuple[dict, ItemScore]:
@@ -66,7 +134,15 @@ def check_golden(path: Path, papers) -> list[str]:
         if not line.strip():
             continue
         where = f"{Path(path).name}:{number}"
-        record = json.loads(line)
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            problems.append(f"{where}: not valid JSON")
+            continue
+        problem = _golden_problem(record, KINDS)
+        if problem:
+            problems.append(f"{where}: {problem}")
+            continue
         extra = set(record) - GOLDEN_KEYS
         if extra:
             problems.append(f"{where}: unknown keys {sorted(extra)}")

@@ -14,16 +14,16 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from eval.harness import DEFAULT_GOLDEN, answer_item, load_golden
-from eval.metrics import GoldenItem, ItemScore, score_retrieval, summarize, summarize_retrieval
+from eval.harness import GOLDEN_SPLITS, answer_item, load_golden
+from eval.metrics import KINDS, GoldenItem, ItemScore, score_retrieval, summarize, summarize_retrieval
 from rag.conversation import concat_standalone
 from rag.types import Turn
 
 PARTIAL = "partial.jsonl"
 
 
-def default_golden() -> Path:
-    return DEFAULT_GOLDEN
+def default_golden(split: str = "dev") -> Path:
+    return GOLDEN_SPLITS[split]
 
 
 def index_fingerprint(library) -> str:
@@ -79,6 +79,9 @@ def run_golden(
 ) -> dict:
     """Evaluate every selected golden item; returns the report (also written to `out`)."""
     items = load_golden(golden)
+    unknown_kinds = sorted(set(kinds or ()) - set(KINDS))
+    if unknown_kinds:
+        raise ValueError(f"unknown kind {', '.join(unknown_kinds)} in --kinds; kinds are {', '.join(KINDS)}")
     if ids:
         wanted = set(ids)
         items = [i for i in items if i.id in wanted]

@@ -23,8 +23,8 @@ import numpy as np
 
 from rag.answerability import check_coverage
 from rag.chunking import abstract_sentences, tiktoken_counter
-from rag.citations import EvidenceSupport, parse_answer
-from rag.compose import Plan, Point, extractive_text, not_covered_text, plan_answer, slot_text, strip_markers
+from rag.citations import EvidenceSupport
+from rag.compose import Plan, Point, extractive_text, not_covered_text, plan_answer, slot_text, statement_sentences
 from rag.config import Settings
 from rag.conversation import HistoryItem, concat_standalone, is_follow_up, refers_back, to_turns
 from rag.evidence import (
@@ -371,6 +371,9 @@ class Assistant:
             kept.append(statement != slot.fallback)
             statements.append(statement)
             written += slot_text(slot, statement)
+        end_answer = getattr(self.chat_model, "end_answer", None)  # a local model's prompt-prefix cache
+        if end_answer is not None:
+            end_answer()
         mode = "generate" if any(kept) else "fallback"
         if error:
             notes.append("the model failed; showing the evidence sentences")
@@ -381,11 +384,8 @@ class Assistant:
 
     def _checked_statement(self, text: str, source: Source, support: EvidenceSupport, threshold: float) -> str | None:
         """The model's statement about one paper, keeping only sentences that paper's evidence supports."""
-        text = strip_markers(text.split("\n")[0]).strip().lstrip(":—–- ").strip()
-        if len(text.split()) < 2 or declined(text):
-            return None
-        sentences = [p.text for p in parse_answer(text)][:2]
-        if not sentences:
+        sentences = statement_sentences(text, source.title)
+        if not sentences or len(" ".join(sentences).split()) < 2 or declined(text):
             return None
         scores = support(sentences, [source])
         good = [s for s, row in zip(sentences, scores, strict=True) if row and row[0] >= threshold]

@@ -1,4 +1,4 @@
-"""Presentation stage, terminal: `rag ingest | search | stats | ask | chat | models`.
+"""Presentation stage, terminal: `rag ingest | search | check | stats | ask | chat | eval | ui | models`.
 
 A thin client of `rag.Library` and `rag.answering.Assistant`.
 
@@ -9,16 +9,20 @@ done (bad arguments, bad config, no index, wrong model, ...).
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import json
+import os
+import signal
 import sys
 import textwrap
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from rag import __version__
 from rag.errors import RagError
 from rag.filters import parse_filters
+from rag.ingest import IngestProgress
 from rag.library import Library
 from rag.retrieval import check_question
 from rag.types import PaperHit, Problem
@@ -27,12 +31,23 @@ EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 COMMANDS_GROUP = "paper_rag.commands"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so the command stops the way Ctrl-C stops it (`rag ui` closes its
+    server, as on Ctrl-C)."""
+
+
+def _on_sigterm(_signum, _frame) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         overrides: dict[str, object] = {"index.path": str(args.index)} if args.index else {}
         if getattr(args, "extractive", False):
@@ -40,13 +55,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "model", None):
             overrides["llm.model"] = args.model
         library = Library.from_config(args.profile, overrides=overrides or None)
-        return args.handler(library, args)
+        code = args.handler(library, args)
+        sys.stdout.flush()  # a closed pipe shows up here, while it can still be handled
+        return code
     except RagError as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except Terminated:
+        print("rag: terminated (SIGTERM); run the same command again to resume", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("rag: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`rag search ... | head -3`): stop quietly, as a command killed by SIGPIPE does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as exc:  # noqa: BLE001 - the last guard: one line, never a traceback
+        if os.environ.get("RAG_DEBUG"):
+            raise
+        text = str(exc).strip().splitlines()
+        print(
+            f"rag: error: unexpected {type(exc).__name__}: {text[0] if text else ''} (a bug: please report it; "
+            "RAG_DEBUG=1 shows where it happened)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -87,10 +121,10 @@ def _build_parser() -> argparse.ArgumentParser:
     ask = commands.add_parser("ask", parents=[common, answering], help="answer a question, citing the papers")
     ask.add_argument("question")
     ask.add_argument("--json", action="store_true", help="print one JSON object (no streaming)")
-    ask.set_defaults(handler=_cmd_ask)
+    ask.set_defaults(handler=_answers("cmd_ask"))
 
     chat = commands.add_parser("chat", parents=[common, answering], help="a terminal chat that remembers the thread")
-    chat.set_defaults(handler=_cmd_chat)
+    chat.set_defaults(handler=_answers("cmd_chat"))
 
     models = commands.add_parser("models", parents=[common], help="list packaged local models; --prepare joins one")
     models.add_argument("--prepare", metavar="NAME", help="join and verify a packaged model now")
@@ -99,7 +133,13 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "eval", parents=[common, answering], help="score retrieval or answers on a golden set (or a BEIR folder)"
     )
-    evaluate.add_argument("--golden", type=Path, help="golden JSONL (default: eval.golden, else the built-in set)")
+    evaluate.add_argument("--golden", type=Path, help="golden JSONL (default: eval.golden, else the --split set)")
+    evaluate.add_argument(
+        "--split",
+        choices=("dev", "test"),
+        default="dev",
+        help="built-in golden split: dev (tune on it) or test (report only; never tune on it)",
+    )
     evaluate.add_argument(
         "--beir", type=Path, metavar="DIR", help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)"
     )
@@ -124,6 +164,11 @@ def _build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, help="port (default: ui.port = 7860)")
     ui.set_defaults(handler=_cmd_ui)
 
+    check = commands.add_parser("check", parents=[common], help="verify the index end to end; --repair fixes it")
+    check.add_argument("--repair", action="store_true", help="rebuild what is derived, re-embed what is missing")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.set_defaults(handler=_cmd_check)
+
     stats = commands.add_parser("stats", parents=[common], help="what the index holds")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(handler=_cmd_stats)
@@ -145,13 +190,29 @@ def _register_clients(commands, common: argparse.ArgumentParser, answering: argp
         register(commands, common, answering=answering)
 
 
+def _answers(name: str):
+    """A handler from rag.cli_answers, imported when the command runs."""
+
+    def handler(library: Library, args: argparse.Namespace) -> int:
+        from rag import cli_answers
+
+        return getattr(cli_answers, name)(library, args)
+
+    return handler
+
+
 def _print_problem(problem: Problem) -> None:
     print(f"rag: skipped {problem}", file=sys.stderr)
 
 
-def _log_progress(done: int, total: int, chunks: int) -> None:
+def log_progress(progress: IngestProgress) -> None:
     """Progress for logs and pipes, where a progress bar would be noise: one line per committed batch."""
-    print(f"rag: embedded {done}/{total} papers ({chunks} chunks)", file=sys.stderr, flush=True)
+    print(f"rag: {progress.describe()}", file=sys.stderr, flush=True)
+
+
+def ingest_progress(quiet: bool = False):  # -> bool | ProgressCallback
+    """A bar on a terminal, one line per batch (rate, time left) in logs and pipes, or nothing."""
+    return False if quiet else (True if sys.stderr.isatty() else log_progress)
 
 
 def _cmd_ingest(library: Library, args: argparse.Namespace) -> int:
@@ -160,7 +221,7 @@ def _cmd_ingest(library: Library, args: argparse.Namespace) -> int:
         rebuild=args.rebuild,
         prune=args.prune,
         on_problem=_print_problem,
-        progress=False if args.quiet else (True if sys.stderr.isatty() else _log_progress),
+        progress=ingest_progress(args.quiet),
     )
     print(
         f"read {report.records_read} records ({report.papers_seen} papers) from {report.files_read} files: "
@@ -170,8 +231,10 @@ def _cmd_ingest(library: Library, args: argparse.Namespace) -> int:
     )
     if report.papers_missing:
         print(f"note: {report.papers_missing} indexed papers are no longer in their sources; --prune removes them")
-    if report.problems:
-        print(f"{len(report.problems)} problems (listed above); everything else was ingested", file=sys.stderr)
+    for line in report.problem_summary:
+        print(f"rag: skipped {line}", file=sys.stderr)
+    if report.problems_total:
+        print(f"{report.problems_total:,} problems (listed above); everything else was ingested", file=sys.stderr)
         return EXIT_PARTIAL
     return EXIT_OK
 
@@ -218,154 +281,44 @@ def _cmd_ui(library: Library, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_check(library: Library, args: argparse.Namespace) -> int:
+    """Exit 0: sound (or repaired); 1: problems found (and, with --repair, some left)."""
+    quiet = args.json or not sys.stderr.isatty()
+    report = library.check(repair=args.repair, say=(lambda _line: None) if quiet else _say)
+    if args.json:
+        payload = dataclasses.asdict(report) | {"ok": report.ok}
+        for key in ("findings", "remaining"):
+            payload[key] = [{k: v for k, v in f.items() if k != "detail"} for f in payload[key]]
+        print(json.dumps(payload, indent=2))
+        return EXIT_OK if report.ok else EXIT_PARTIAL
+    print(f"index: {report.index}: {report.papers:,} papers, {report.chunks:,} chunks, {report.sentences:,} sentences")
+    for finding in report.findings:
+        print(f"problem: {finding.problem}" + ("" if args.repair else f" (--repair: {finding.repair})"))
+    for line in report.repaired:
+        print(f"repaired: {line}")
+    for finding in report.remaining:
+        print(f"still wrong: {finding.problem}")
+    took = sum(report.seconds.values())
+    verdict = "sound" if not report.findings else ("repaired" if report.ok else "not sound")
+    print(f"{verdict} (checked in {took:.1f}s: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items()) + ")")
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def _say(line: str) -> None:
+    print(f"rag: {line} ...", file=sys.stderr, flush=True)
+
+
 def _cmd_stats(library: Library, args: argparse.Namespace) -> int:
     stats = library.stats()
     if args.json:
         print(json.dumps(stats.__dict__, indent=2))
         return EXIT_OK
     print(f"index:     {stats.path} (collection '{stats.collection}')")
-    print(f"model:     {stats.model or '-'} ({stats.dimension or '-'}-d)")
+    print(f"model:     {stats.model or '-'} ({stats.dimension or '-'}-d, {stats.precision or '-'} vectors)")
     print(f"papers:    {stats.papers}")
     print(f"chunks:    {stats.chunks}")
     print(f"size:      {'held by the server' if stats.size_bytes is None else f'{stats.size_bytes / 1e6:.1f} MB'}")
     return EXIT_OK
-
-
-# --- answering ------------------------------------------------------------------------------------
-
-
-def _assistant(library: Library):  # -> Assistant
-    from rag.service import Service
-
-    service = Service(library.settings, library=library, progress=lambda m: print(f"rag: {m}", file=sys.stderr))
-    return service.assistant()
-
-
-def _cmd_ask(library: Library, args: argparse.Namespace) -> int:
-    check_question(args.question)
-    assistant = _assistant(library)
-    library.retriever()  # a missing index or wrong model is reported before any model loads
-    _warm_up(assistant)
-    if args.json:
-        answer = assistant.ask(args.question)
-        print(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
-    else:
-        answer = _stream_answer(assistant, args.question, [])
-    if answer.error:
-        print(f"rag: error: {answer.error}", file=sys.stderr)
-        return EXIT_PARTIAL
-    return EXIT_OK
-
-
-def _cmd_chat(library: Library, args: argparse.Namespace) -> int:
-    assistant = _assistant(library)
-    library.retriever()
-    print("loading models ...", file=sys.stderr, flush=True)
-    _warm_up(assistant, prime=True)
-    history: list = []
-    print("Ask about the indexed papers. Follow-ups may refer to earlier answers. /reset starts over, /quit ends.")
-    while True:
-        try:
-            question = input("\nyou> ").strip()
-        except EOFError:
-            print()
-            return EXIT_OK
-        if not question:
-            continue
-        if question in {"/quit", "/exit", "/q"}:
-            return EXIT_OK
-        if question == "/reset":
-            history.clear()
-            print("(history cleared)")
-            continue
-        try:
-            answer = _stream_answer(assistant, question, history)
-        except RagError as exc:
-            print(f"rag: error: {exc}", file=sys.stderr)
-            continue
-        if answer.error:
-            print(f"rag: error: {answer.error}", file=sys.stderr)
-        history.append(answer)
-
-
-def _warm_up(assistant, prime: bool = False) -> None:
-    """Load models before timing; a model that cannot load is reported later, with the retrieved papers."""
-    from rag.errors import LLMError
-
-    with contextlib.suppress(LLMError):
-        assistant.warm_up(prime=prime)
-
-
-def _stream_answer(assistant, question: str, history: list):  # -> Answer
-    """Stream tokens to a terminal; print the checked answer when it differs from what streamed."""
-    from rag.types import Answer
-
-    live = sys.stdout.isatty()
-    streamed: list[str] = []
-    answer = None
-    for item in assistant.stream(question, history):
-        if isinstance(item, Answer):
-            answer = item
-        elif live:
-            streamed.append(item)
-            print(item, end="", flush=True)
-    assert answer is not None
-    if live and streamed:
-        print()
-        if "".join(streamed).strip() != answer.answer.strip():
-            print("\n— checked answer —")
-            print(_wrapped(answer.answer))
-    else:
-        print(_wrapped(answer.answer))
-    _print_references(answer)
-    return answer
-
-
-def _wrapped(text: str, width: int = 100) -> str:
-    """Wrap each line of an answer on its own, so a list answer keeps one paper a line."""
-    return "\n".join(
-        textwrap.fill(line, width=width, subsequent_indent="  " if line.startswith("- ") else "") if line else line
-        for line in text.splitlines()
-    )
-
-
-def _print_references(answer) -> None:
-    if answer.refused:
-        if answer.sources:
-            print("\nNearest papers (they do not answer it):")
-            for rank, hit in enumerate(answer.sources, start=1):
-                print(f"  {rank}. {hit.title}  [{hit.score:.3f}]" + (f"  {hit.url}" if hit.url else ""))
-        return
-    if answer.citations:
-        print("\nReferences:")
-        by_paper = {hit.paper_id: hit for hit in answer.sources}
-        for citation in answer.citations:
-            hit = by_paper.get(citation.paper_id)
-            files = ", ".join(Path(s).name for s in hit.sources) if hit else ""
-            link = f"  {citation.url}" if citation.url else ""
-            mark = "" if citation.supported else "  (not verified)"
-            print(f"  [{citation.n}] {citation.title}{mark}")
-            if files or link:
-                print(f"      {files}{link}")
-    cited_ids = {c.paper_id for c in answer.citations}
-    others = [hit for hit in answer.sources if hit.paper_id not in cited_ids]
-    if others:
-        print("\nAlso retrieved:")
-        for hit in others:
-            print(f"  - {hit.title}  [{hit.score:.3f}]" + (f"  {hit.url}" if hit.url else ""))
-    unsupported = [s.text for s in answer.sentences if not s.supported]
-    if unsupported:
-        print(f"\nnote: {len(unsupported)} sentence(s) could not be verified against the cited abstracts:")
-        for text in unsupported:
-            print(f"  - {textwrap.shorten(text, 160)}")
-    if answer.mode == "fallback":
-        print("\nnote: the generated answer was replaced by the best evidence sentences (extractive)")
-    timings = answer.timings
-    print(
-        f"\n({answer.model}; first token {timings['first_token_ms'] / 1000:.1f}s, "
-        f"total {timings['total_ms'] / 1000:.1f}s)",
-        file=sys.stderr,
-    )
 
 
 def _cmd_models(library: Library, args: argparse.Namespace) -> int:

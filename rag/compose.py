@@ -122,3 +122,27 @@ _MARKERS = re.compile(r"\s*\[(?:\d+(?:\s*[,;–-]\s*\d+)*)\]")
 
 def strip_markers(text: str) -> str:
     return _MARKERS.sub("", text)
+
+
+def statement_sentences(text: str, title: str, max_sentences: int = 2) -> list[str]:
+    """The sentences worth keeping of what a model wrote about one paper.
+
+    Small models copy the evidence line's layout ("Title — Background sentence. Our method ..."), run
+    out of tokens mid-sentence, or restate the field before the paper: the echoed title, a sentence
+    cut short and background sentences (when something else remains) are dropped.
+    """
+    from rag.chunking import split_sentences
+    from rag.evidence import is_background
+
+    text = strip_markers(text.split("\n")[0]).strip().lstrip(":—–- ").strip()
+    words = title.split()
+    for start in range(len(words)):  # "AIM: Adaptive Inference ... Pruning — ..." after the lead "**AIM**: "
+        tail = " ".join(words[start:])
+        if len(tail) >= 12 and text.lower().startswith(tail.lower()):
+            text = text[len(tail) :].lstrip(" :—–-").strip()
+            break
+    sentences = [s.strip() for s in split_sentences(text) if re.search(r"[A-Za-z0-9]", s)]
+    if sentences and not re.search(r"[.!?)\]\"']$", text):
+        sentences = sentences[:-1]  # cut off by the token limit
+    own = [s for s in sentences if not is_background(s)]
+    return (own or sentences)[:max_sentences]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rag.errors import ConfigError
 
@@ -30,6 +30,12 @@ class CorpusSettings(_Section):
     paths: list[str] = Field(
         default_factory=list,
         description="Files or folders `rag ingest` reads when given no paths; empty means the built-in corpus.",
+    )
+    max_abstract_chars: int = Field(
+        20_000,
+        ge=1000,
+        description="Longest abstract (or plain document) indexed, in characters; a longer one is cut at a sentence "
+        "end and reported (arXiv abstracts stay under 2,000; a megabyte would take minutes to embed).",
     )
 
 
@@ -71,11 +77,32 @@ class EmbeddingSettings(_Section):
         "all-MiniLM-L6-v2",
         description="sentence-transformers model: the packaged all-MiniLM-L6-v2, a local folder, or a model name.",
     )
+    backend: Literal["auto", "torch", "onnx", "openvino"] = Field(
+        "auto",
+        description="Encoder runtime: 'torch' (sentence-transformers), 'onnx' (onnxruntime) or 'openvino', both "
+        "reading an ONNX export made once from the same weights; 'auto' = torch on a GPU, else onnx.",
+    )
+    precision: Literal["fp32", "int8"] = Field(
+        "fp32",
+        description="'int8' = dynamically quantized weights (onnx/openvino only): faster, slightly different "
+        "vectors, so an index records its precision and refuses to mix them.",
+    )
+    threads: int | None = Field(None, ge=1, description="onnx/openvino encoder threads; None means all cores.")
+    cache_dir: str = Field(
+        "~/.cache/paper-rag/encoders",
+        description="Where ONNX exports of the encoder are kept, each with the checksums it was made and verified by.",
+    )
     batch_size: int = Field(64, ge=1, description="Texts per encoder call.")
     device: str = Field("auto", description="'auto' (GPU when present), 'cpu', 'cuda', 'cuda:1', ...")
     max_tokens: int | None = Field(
         None, ge=16, description="Embedder input limit in its own wordpieces; None means the model's own limit."
     )
+
+    @model_validator(mode="after")
+    def _int8_needs_onnx(self) -> EmbeddingSettings:
+        if self.precision == "int8" and self.backend == "torch":
+            raise ValueError("precision int8 needs backend onnx or openvino (or auto)")
+        return self
 
 
 class ChunkingSettings(_Section):
@@ -149,6 +176,14 @@ class LLMSettings(_Section):
     )
     n_ctx: int = Field(4096, ge=512, description="llama.cpp context window in tokens.")
     n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; None means all cores.")
+    n_batch: int = Field(512, ge=8, description="llama.cpp logical batch: prompt tokens submitted per decode call.")
+    n_ubatch: int = Field(512, ge=8, description="llama.cpp physical batch: prompt tokens computed at once.")
+    flash_attn: bool = Field(False, description="llama.cpp flash attention (measured in bench/speed.py).")
+    prompt_cache: bool = Field(
+        True,
+        description="Keep the evaluated state of the prompt prefix that consecutive requests share (system prompt, "
+        "instructions) on disk beside the model, so a new process reads only what changed.",
+    )
     temperature: float = Field(0.1, ge=0, le=2, description="Sampling temperature; low stays near the evidence.")
     max_tokens: int = Field(200, ge=16, description="Most tokens generated for one answer.")
     base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: the endpoint, up to and including /v1.")

@@ -22,6 +22,8 @@ class Embedder(Protocol):
     """What the index and retrieval need from an embedding model."""
 
     model_name: str
+    backend: str  # the runtime that computes the vectors: torch, onnx, openvino
+    precision: str  # fp32 or int8; an index never mixes the two
     dimension: int
     max_tokens: int  # the model reads at most this many tokens, special tokens included
 
@@ -67,6 +69,9 @@ class SentenceTransformerEmbedder:
     reads the model's size and tokenizer from its folder and never imports torch.
     """
 
+    backend = "torch"
+    precision = "fp32"
+
     def __init__(self, settings: EmbeddingSettings) -> None:
         prepare_offline_env()
         self.model_name = settings.model
@@ -74,7 +79,7 @@ class SentenceTransformerEmbedder:
         self._path = resolve_model_path(settings.model)
         self._model = None
         self._counter = None
-        peeked = _peek_model_folder(Path(self._path))
+        peeked = peek_model_folder(Path(self._path))
         if peeked is None:
             self._load()
         else:
@@ -124,7 +129,7 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def _peek_model_folder(folder: Path):  # -> tuple[int, int, tokenizers.Tokenizer] | None
+def peek_model_folder(folder: Path):  # -> tuple[int, int, tokenizers.Tokenizer] | None
     """Dimension, input limit and tokenizer of a plain transformer+pooling model, read from its files."""
     try:
         modules = json.loads((folder / "modules.json").read_text())
@@ -149,4 +154,34 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load_embedder(settings: EmbeddingSettings) -> Embedder:
-    return SentenceTransformerEmbedder(settings)
+    match resolve_backend(settings):
+        case "torch":
+            return SentenceTransformerEmbedder(settings)
+        case "onnx" | "openvino" as runtime:
+            from rag.encoders import OnnxEmbedder
+
+            return OnnxEmbedder(settings, resolve_model_path(settings.model), runtime)
+    raise RagError(f"embedding.backend: unknown backend '{settings.backend}'")
+
+
+def resolve_backend(settings: EmbeddingSettings) -> str:
+    """`auto`: torch when a GPU is asked for or present, else onnxruntime (a chromadb dependency, so present).
+
+    Decided without importing torch: a search in a fresh process should not pay for it.
+    """
+    if settings.backend != "auto":
+        return settings.backend
+    from rag.encoders import onnx_available
+
+    wants_gpu = settings.device.startswith("cuda") or (settings.device == "auto" and _gpu_present())
+    if wants_gpu and settings.precision == "fp32":
+        return "torch"
+    if onnx_available() and peek_model_folder(Path(resolve_model_path(settings.model))) is not None:
+        return "onnx"
+    if settings.precision == "int8":
+        raise RagError("embedding.precision int8 needs onnxruntime (pip install onnxruntime) and a plain model folder")
+    return "torch"
+
+
+def _gpu_present() -> bool:
+    return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists()

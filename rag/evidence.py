@@ -30,7 +30,8 @@ _BACKGROUND = re.compile(
     r"\bexisting\b|\b(previous|prior|recent|current|many|most|some) (methods?|approaches|works?|studies|models|"
     r"benchmarks|research|efforts|advances|progress)\b|\b(remains?|remained) (a |an )?(challenge|challenging|"
     r"unclear|unexplored|open|limited)|\b(suffers?|struggles?) (from|with|to)\b|"
-    r"\b(have|has) (shown|attracted|achieved|demonstrated|gained|emerged|become)\b",
+    r"\b(have|has) (recently )?(shown|attracted|achieved|demonstrated|gained|emerged|become|enabled|revolutioni[sz]ed|"
+    r"transformed|advanced|been widely|made (significant|remarkable|great|tremendous|rapid) progress)\b",
     re.I,
 )
 _OWN_WORK = re.compile(r"\b(we|our|ours|this (paper|work|study)|the proposed|here)\b", re.I)
@@ -213,16 +214,15 @@ def paper_answer_score(
     return fused + lexical_weight * question_coverage + sentence_weight * best_sentence
 
 
-NUMBER_BONUS = 0.15
 _DIGIT = re.compile(r"\d")
 
 
 def statement_sentence(scored: Sequence[ScoredSentence], wants_number: bool) -> str:
-    """The sentence of one paper that best states what was asked: its best match, or for a question asking for a
-    figure its best-matching sentence that states one."""
-    if not scored:
-        return ""
-    return max(scored, key=lambda s: s.score + (NUMBER_BONUS if wants_number and _DIGIT.search(s.text) else 0.0)).text
+    """The sentence of one paper that best states what was asked: its best match, or, for a question asking for a
+    figure, its best-matching sentence that states one (when the abstract has any)."""
+    pool = [s for s in scored if _DIGIT.search(s.text)] if wants_number else []
+    pool = pool or list(scored)
+    return max(pool, key=lambda s: s.score).text if pool else ""
 
 
 STRENGTH_LEXICAL_WEIGHT = 0.2

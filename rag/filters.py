@@ -7,6 +7,7 @@ other filter narrows it. A paper with no date fails any date filter.
 
 from __future__ import annotations
 
+import calendar
 import fnmatch
 import re
 from collections.abc import Iterable, Sequence
@@ -54,6 +55,9 @@ def parse_filters(expressions: Iterable[str]) -> PaperFilter:
         elif key in ("date", "year"):
             if not _ISO_PREFIX.match(value):
                 raise RagError(f"bad filter '{expression}': dates are YYYY, YYYY-MM or YYYY-MM-DD")
+            problem = _calendar_problem(value)
+            if problem:
+                raise RagError(f"bad filter '{expression}': {problem}")
             if op in (">=", "="):
                 date_from = value
             if op in ("<=", "="):
@@ -63,6 +67,18 @@ def parse_filters(expressions: Iterable[str]) -> PaperFilter:
                 raise RagError(f"bad filter '{expression}': only dates take >= or <=")
             fields.append((key, value))
     return PaperFilter(tuple(sources), date_from, date_to, tuple(fields))
+
+
+def _calendar_problem(value: str) -> str | None:
+    """Why an ISO-shaped date is not on the calendar (month 13, February 30th), or None."""
+    parts = [int(p) for p in value.split("-")]
+    if len(parts) > 1 and not 1 <= parts[1] <= 12:
+        return f"there is no month {parts[1]:02d}"
+    if len(parts) > 2:
+        last = calendar.monthrange(parts[0], parts[1])[1]
+        if not 1 <= parts[2] <= last:
+            return f"{calendar.month_name[parts[1]]} {parts[0]} has days 01 to {last}"
+    return None
 
 
 def source_matches(pattern: str, sources: Sequence[str]) -> bool:

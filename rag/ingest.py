@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -21,7 +22,8 @@ from rag.chunking import ChunkPlan, abstract_sentences, chunk_paper, tiktoken_co
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import IndexStoreError
-from rag.lexical import PaperCatalog
+from rag.lexical import PaperCatalog, remove_caches
+from rag.problems import ProblemTally
 from rag.sources import Record, add_sources, builtin_corpus_paths, duplicate_problem, iter_records
 from rag.store import ChromaStore, IndexedPaper
 from rag.types import Chunk, Paper, Problem
@@ -41,9 +43,47 @@ class IngestReport:
     papers_missing: int = 0  # gone from their sources, kept because --prune was not given
     sources_updated: int = 0
     chunks_embedded: int = 0
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # the first few of each kind (see rag.problems)
+    problems_total: int = 0
+    problem_summary: list[str] = field(default_factory=list)  # one line per kind with more than were listed
     seconds: float = 0.0
     embed_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    """Where an ingest stands after a committed batch: counts, rate and time left."""
+
+    done: int  # papers embedded so far
+    total: int  # papers planned for embedding
+    chunks: int
+    seconds: float  # since embedding started
+
+    @property
+    def rate(self) -> float:
+        """Papers per second so far."""
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def seconds_left(self) -> float | None:
+        return (self.total - self.done) / self.rate if self.rate > 0 else None
+
+    def describe(self) -> str:
+        left = self.seconds_left
+        eta = "" if left is None else f", {format_duration(left)} left"
+        return f"embedded {self.done}/{self.total} papers ({self.chunks} chunks), {self.rate:.1f} papers/s{eta}"
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+ProgressCallback = Callable[[IngestProgress], None]
 
 
 @dataclass
@@ -58,6 +98,15 @@ class _Plan:
 
 def default_paths(settings: Settings) -> list[Path]:
     return [Path(p) for p in settings.corpus.paths] or builtin_corpus_paths()
+
+
+def chunk_plan(settings: Settings, embedder: Embedder) -> ChunkPlan:
+    return ChunkPlan(
+        chunk_tokens=settings.chunking.chunk_tokens,
+        overlap_tokens=settings.chunking.overlap_tokens,
+        embed_limit=embedder.max_tokens,
+        prepend_title=settings.chunking.prepend_title,
+    )
 
 
 def paper_hash(paper: Paper, chunk_fingerprint: str) -> str:
@@ -77,15 +126,21 @@ def ingest(
     paths: Iterable[str | Path] | None = None,
     *,
     prune: bool = False,
+    rebuild: bool = False,
     report_problem: Callable[[Problem], None] | None = None,
-    progress: bool | Callable[[int, int, int], None] = True,
+    progress: bool | ProgressCallback = True,
     catalog: PaperCatalog | None = None,
     records: RecordSource | None = None,
 ) -> IngestReport:
     """Bring the index up to date with `paths` (default: corpus.paths, else the built-in corpus).
 
-    `progress` is True for a progress bar, False for silence, or a callable receiving
-    (papers done, papers planned, chunks done) after each committed batch. `records` replaces
+    `rebuild` drops the index first. Everything that changes the index, that drop included, happens
+    under the ingest lock: an ingest that is refused because another one is writing changes nothing.
+    An index whose vectors are damaged is refused too (see `ChromaStore.damage`), so "N unchanged"
+    is never said of an index that cannot answer. The first few problems of each kind go to
+    `report_problem`; the rest are counted (`IngestReport.problems_total`, `.problem_summary`).
+    `progress` is True for a progress bar, False for silence, or a callable receiving an
+    `IngestProgress` (counts, rate, time left) after each committed batch. `records` replaces
     the files as the input (e.g. LlamaIndex documents); it is read twice, like files.
     """
     started = time.perf_counter()
@@ -93,25 +148,41 @@ def ingest(
         paths = list(paths) if paths else default_paths(settings)
 
         def records(report: Callable[[Problem], None], on_file: Callable[[str], None]) -> Iterator[Record]:
-            return iter_records(paths, report, on_file, options=settings.sources)
+            return iter_records(
+                paths, report, on_file, options=settings.sources, max_abstract_chars=settings.corpus.max_abstract_chars
+            )
 
     report = IngestReport()
 
-    def problem(item: Problem) -> None:
-        report.problems.append(item)
-        if report_problem:
-            report_problem(item)
+    tally = ProblemTally()
 
-    plan_chunks = ChunkPlan(
-        chunk_tokens=settings.chunking.chunk_tokens,
-        overlap_tokens=settings.chunking.overlap_tokens,
-        embed_limit=embedder.max_tokens,
-        prepend_title=settings.chunking.prepend_title,
-    )
+    def problem(item: Problem) -> None:
+        report.problems_total += 1
+        if tally.add(item):
+            report.problems.append(item)
+            if report_problem:
+                report_problem(item)
+
+    plan_chunks = chunk_plan(settings, embedder)
     fingerprint = f"{embedder.model_name}|{plan_chunks}"
 
-    with _ingest_lock(store.path):
-        store.open_for(embedder.model_name, embedder.dimension, create=True)
+    with ingest_lock(store.path):
+        if rebuild:
+            store.drop()
+            if catalog is not None:
+                catalog.drop()
+            remove_caches(settings.index_path)
+        store.open_for(
+            embedder.model_name,
+            embedder.dimension,
+            create=True,
+            precision=embedder.precision,
+            backend=embedder.backend,
+        )
+        if not rebuild:
+            damage = store.damage()
+            if damage:
+                raise IndexStoreError(f"{store.where} is damaged: {damage}")
         plan = _plan(records, fingerprint, problem)
         indexed = store.indexed_papers()
         _keep_unread_sources(plan, indexed, prune)
@@ -155,6 +226,7 @@ def ingest(
         report.sources_updated = len(sources_changed)
         if catalog is not None:  # BM25 and filters follow Chroma; only changed papers are re-tokenized
             catalog.refresh(store)
+    report.problem_summary = tally.summary()
     report.seconds = time.perf_counter() - started
     return report
 
@@ -185,7 +257,7 @@ def _embed_planned(
     chunk_plan: ChunkPlan,
     batch_papers: int,
     report: IngestReport,
-    progress: bool | Callable[[int, int, int], None],
+    progress: bool | ProgressCallback,
     sentence_vectors: bool = True,
 ) -> None:
     if not to_embed:
@@ -194,6 +266,7 @@ def _embed_planned(
 
     count_budget = tiktoken_counter()
     bar = tqdm(total=len(to_embed), unit="paper", desc="embedding", disable=progress is not True, dynamic_ncols=True)
+    started = time.perf_counter()
     try:
         for batch in _batches(_planned_papers(records, plan, to_embed), batch_papers):
             chunks = [c for paper in batch for c in chunk_paper(paper, chunk_plan, count_budget, embedder.count_tokens)]
@@ -209,7 +282,8 @@ def _embed_planned(
             bar.update(len(batch))
             bar.set_postfix(chunks=report.chunks_embedded)
             if callable(progress):
-                progress(report.papers_embedded, len(to_embed), report.chunks_embedded)
+                elapsed = time.perf_counter() - started
+                progress(IngestProgress(report.papers_embedded, len(to_embed), report.chunks_embedded, elapsed))
     finally:
         bar.close()
 
@@ -278,9 +352,31 @@ def _vanished(indexed: dict[str, IndexedPaper], plan: _Plan) -> tuple[set[str], 
     return gone, shrunk
 
 
+_HELD: dict[tuple[str, int], int] = {}  # (index folder, thread) -> how deep this thread holds the lock
+_HELD_LOCK = threading.Lock()
+
+
 @contextmanager
-def _ingest_lock(index_path: Path) -> Iterator[None]:
-    """One writer per index: a second `rag ingest` on the same index stops with a clear message."""
+def ingest_lock(index_path: Path) -> Iterator[None]:
+    """One writer per index: a second `rag ingest` on the same index stops with a clear message.
+
+    Re-entrant within one thread (`rag check --repair` re-ingests while it holds the lock); another
+    thread or process is refused.
+    """
+    key = (str(index_path.resolve()), threading.get_ident())
+    with _HELD_LOCK:
+        if key in _HELD:
+            _HELD[key] += 1
+            held = True
+        else:
+            held = False
+    if held:
+        try:
+            yield
+        finally:
+            with _HELD_LOCK:
+                _HELD[key] -= 1
+        return
     index_path.mkdir(parents=True, exist_ok=True)
     lock_path = index_path / ".ingest.lock"
     try:
@@ -292,8 +388,14 @@ def _ingest_lock(index_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise IndexStoreError(
-                f"another ingest is writing the index at {index_path}; wait for it to finish"
+                f"another ingest is writing the index at {index_path}; wait for it to finish (nothing was changed)"
             ) from None
-        yield
+        with _HELD_LOCK:
+            _HELD[key] = 1
+        try:
+            yield
+        finally:
+            with _HELD_LOCK:
+                del _HELD[key]
     finally:
         handle.close()

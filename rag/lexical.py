@@ -10,6 +10,7 @@ sees the catalog's chunk count differ from Chroma's and refreshes first. The BM2
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sqlite3
@@ -25,6 +26,14 @@ from rag.errors import IndexStoreError
 from rag.store import SOURCE_SEPARATOR, ChromaStore
 
 CATALOG_FILE = "papers-catalog.sqlite3"
+CACHE_DIR = ".bm25-cache"
+_SCHEMA = """
+    CREATE TABLE IF NOT EXISTS papers (
+        collection TEXT, paper_id TEXT, paper_hash TEXT, title TEXT, date TEXT,
+        sources TEXT, fields TEXT, tokens TEXT, PRIMARY KEY (collection, paper_id));
+    CREATE TABLE IF NOT EXISTS state (collection TEXT, key TEXT, value TEXT,
+        PRIMARY KEY (collection, key));
+"""
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 _REFRESH_BATCH = 500
 
@@ -75,19 +84,31 @@ class PaperCatalog:
         self.path = index_path / CATALOG_FILE
         self.collection = collection
         self.title_weight = title_weight
+        self.recovered: str | None = None  # why a damaged catalog file was replaced, when it was
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False)
-            self._db.executescript(
-                """
-                CREATE TABLE IF NOT EXISTS papers (
-                    collection TEXT, paper_id TEXT, paper_hash TEXT, title TEXT, date TEXT,
-                    sources TEXT, fields TEXT, tokens TEXT, PRIMARY KEY (collection, paper_id));
-                CREATE TABLE IF NOT EXISTS state (collection TEXT, key TEXT, value TEXT,
-                    PRIMARY KEY (collection, key));
-                """
-            )
-        except sqlite3.Error as exc:
-            raise IndexStoreError(f"cannot open the paper catalog at {self.path} ({exc})") from None
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # locked, unreadable, read-only: not damage
+                raise IndexStoreError(f"cannot open the paper catalog at {self.path} ({exc})") from None
+            # The catalog is derived from Chroma: a damaged file is replaced and filled again from the index.
+            self.recovered = f"the paper catalog {self.path} was damaged ({exc}); rebuilt it from the index"
+            remove_catalog(index_path)
+            try:
+                self._db = self._open()
+            except sqlite3.Error as again:
+                raise IndexStoreError(f"cannot recreate the paper catalog at {self.path} ({again})") from None
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        try:
+            db.executescript(_SCHEMA)
+            verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(verdict)
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         self._db.close()
@@ -109,13 +130,32 @@ class PaperCatalog:
     def generation(self) -> int:
         return int(self._state("generation") or 0)
 
+    def content_digest(self) -> str:
+        """A hash of what the catalog holds (each paper's id, content hash and sources), as last refreshed."""
+        return self._state("content") or self._digest()
+
+    def _digest(self) -> str:
+        digest = hashlib.sha256()
+        for row in self._db.execute(
+            "SELECT paper_id, paper_hash, sources FROM papers WHERE collection=? ORDER BY paper_id", (self.collection,)
+        ):
+            digest.update("\x1f".join(row).encode() + b"\x1e")
+        return digest.hexdigest()[:20]
+
     def fingerprint(self) -> str:
-        """Names what BM25 was built from, so a cached matrix is reused only for the same catalog."""
-        return f"{self.collection}-g{self.generation}-t{self.title_weight}"
+        """Names what BM25 was built from, so a cached matrix is reused only for the same papers.
+
+        Keyed by content, not by the generation counter: `--rebuild` starts the counter again, and a
+        cache named by it would be taken for a different corpus's.
+        """
+        return f"{self.collection}-{self.content_digest()}-t{self.title_weight}"
 
     def is_current(self, store: ChromaStore) -> bool:
-        return self._state("chunks") == str(store.chunk_count()) and self._state("title_weight") == str(
-            self.title_weight
+        """Refreshed at the index's current generation (and chunk count, for indexes never stamped)."""
+        return (
+            self._state("store_generation") == store.generation
+            and self._state("chunks") == str(store.chunk_count())
+            and self._state("title_weight") == str(self.title_weight)
         )
 
     # --- refresh ----------------------------------------------------------------------------------
@@ -131,6 +171,7 @@ class PaperCatalog:
             ) from None
 
     def _refresh(self, store: ChromaStore) -> int:
+        generation = store.generation  # read first: a write during the refresh leaves the catalog behind
         if self._state("title_weight") != str(self.title_weight):
             self._db.execute("DELETE FROM papers WHERE collection=?", (self.collection,))
         known = {
@@ -176,7 +217,10 @@ class PaperCatalog:
         changed = len(stale) + len(gone)
         if changed or self._state("generation") is None:
             self._set_state("generation", str(self.generation + 1))
+        if changed or self._state("content") is None:
+            self._set_state("content", self._digest())
         self._set_state("chunks", str(store.chunk_count()))
+        self._set_state("store_generation", generation)
         self._set_state("title_weight", str(self.title_weight))
         self._db.commit()
         return changed
@@ -202,6 +246,11 @@ class PaperCatalog:
                 pid, title, date, tuple(s for s in sources.split(SOURCE_SEPARATOR) if s), json.loads(fields)
             )
 
+    def paper_ids(self) -> list[str]:
+        """Every paper id, in the order BM25 rows are built."""
+        rows = self._db.execute("SELECT paper_id FROM papers WHERE collection=? ORDER BY paper_id", (self.collection,))
+        return [pid for (pid,) in rows]
+
     def count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM papers WHERE collection=?", (self.collection,)).fetchone()[0]
 
@@ -221,16 +270,21 @@ class KeywordIndex:
         self._model = model
         self.k1, self.b = k1, b
 
+    @staticmethod
+    def cache_name(catalog: PaperCatalog, k1: float, b: float) -> str:
+        """The cache folder for this catalog's content and these BM25 parameters."""
+        return f"{catalog.fingerprint()}-k{k1}-b{b}"
+
     @classmethod
     def build(cls, catalog: PaperCatalog, k1: float = 1.2, b: float = 0.4, cache_dir: Path | None = None):
         import bm25s
 
-        fingerprint = f"{catalog.fingerprint()}-k{k1}-b{b}"
-        cached = cache_dir / fingerprint if cache_dir else None
+        cached = cache_dir / cls.cache_name(catalog, k1, b) if cache_dir else None
         if cached and (cached / "paper_ids.json").exists():
             try:
-                model = bm25s.BM25.load(str(cached))
-                return cls(json.loads((cached / "paper_ids.json").read_text()), model, k1, b)
+                paper_ids = json.loads((cached / "paper_ids.json").read_text())
+                if paper_ids == catalog.paper_ids():  # a cache is only ever used for the very papers it holds
+                    return cls(paper_ids, bm25s.BM25.load(str(cached)), k1, b)
             except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never fatal
                 pass
         paper_ids, corpus = [], []
@@ -275,6 +329,23 @@ class KeywordIndex:
         top = np.argpartition(-scores, n - 1)[:n]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(self.paper_ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+
+def cache_dir(index_path: Path) -> Path:
+    """Where BM25 matrices are cached beside an index."""
+    return index_path / CACHE_DIR
+
+
+def remove_caches(index_path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(cache_dir(index_path), ignore_errors=True)
+
+
+def remove_catalog(index_path: Path) -> None:
+    """Delete the catalog file (and SQLite's side files); it is derived, and rebuilt from Chroma on next use."""
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        (index_path / f"{CATALOG_FILE}{suffix}").unlink(missing_ok=True)
 
 
 def _save_cache(model, paper_ids: list[str], folder: Path) -> None:

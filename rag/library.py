@@ -16,9 +16,10 @@ from typing import Any
 from rag.chunking import abstract_sentences
 from rag.config import Settings, load_settings
 from rag.embedding import Embedder, load_embedder
+from rag.errors import IndexStoreError
 from rag.filters import PaperFilter
-from rag.ingest import IngestReport, ingest
-from rag.lexical import PaperCatalog
+from rag.ingest import IngestReport, ProgressCallback, ingest
+from rag.lexical import PaperCatalog, cache_dir
 from rag.retrieval import Retriever
 from rag.store import ChromaStore, StoreStats
 from rag.types import Paper, PaperHit, Problem, SearchResult
@@ -86,6 +87,19 @@ class Library:
             )
         return self._catalog
 
+    def close_catalog(self) -> None:
+        """Let go of the catalog file (before it is replaced); the next use opens it again."""
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+            self._retriever = None
+
+    def check(self, *, repair: bool = False, say: Callable[[str], None] = lambda _line: None):  # -> CheckReport
+        """Verify the index end to end and, with `repair`, fix what can be fixed (see rag.check)."""
+        from rag.check import check_index
+
+        return check_index(self, repair=repair, say=say)
+
     def ingest(
         self,
         paths: Iterable[str | Path] | None = None,
@@ -93,13 +107,10 @@ class Library:
         rebuild: bool = False,
         prune: bool = False,
         on_problem: Callable[[Problem], None] | None = None,
-        progress: bool | Callable[[int, int, int], None] = True,
+        progress: bool | ProgressCallback = True,
     ) -> IngestReport:
         store = self.store(create=True)
         catalog = self.catalog()
-        if rebuild:
-            store.drop()
-            catalog.drop()
         self._retriever = None
         return ingest(
             self.settings,
@@ -107,6 +118,7 @@ class Library:
             self.embedder,
             paths,
             prune=prune,
+            rebuild=rebuild,
             report_problem=on_problem,
             progress=progress,
             catalog=catalog,
@@ -118,7 +130,7 @@ class Library:
         *,
         prune: bool = False,
         on_problem: Callable[[Problem], None] | None = None,
-        progress: bool | Callable[[int, int, int], None] = False,
+        progress: bool | ProgressCallback = False,
     ) -> IngestReport:
         """Ingest LlamaIndex `Document`s (from any LlamaIndex reader) the same incremental, crash-safe way.
 
@@ -153,14 +165,20 @@ class Library:
         if self._retriever is None:
             store = self.store()
             # Refuse a model mismatch before paying for the model load.
-            store.open_for(self.settings.embedding.model, None, create=False)
-            store.open_for(self.embedder.model_name, self.embedder.dimension, create=False)
+            precision = self.settings.embedding.precision
+            store.open_for(self.settings.embedding.model, None, create=False, precision=precision)
+            store.open_for(self.embedder.model_name, self.embedder.dimension, create=False, precision=precision)
+            # Lost vector files would otherwise give confident wrong answers. Sentence vectors are probed by
+            # ingest and `rag check`; here that would load their whole vector index before the first search.
+            damage = store.damage(which=("chunks",))
+            if damage:
+                raise IndexStoreError(f"{store.where} is damaged: {damage}")
             self._retriever = Retriever(
                 self.settings.retrieval,
                 store,
                 self.embedder,
                 catalog=self.catalog(),
-                cache_dir=self.settings.index_path / ".bm25-cache",
+                cache_dir=cache_dir(self.settings.index_path),
             )
         return self._retriever
 

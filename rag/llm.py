@@ -80,12 +80,19 @@ def load_chat_model(settings: LLMSettings, progress: Callable[[str], None] | Non
 
 
 class LlamaCppModel:
-    """A local GGUF via llama-cpp-python; loaded on first use, then kept (with its prompt cache)."""
+    """A local GGUF via llama-cpp-python; loaded on first use, then kept (with its prompt cache).
+
+    llama-cpp-python already skips the prompt tokens a request shares with the one before it in the
+    same process. `llm.prompt_cache` adds a memory across processes and interleaved requests: the
+    evaluated state of the prefix that consecutive prompts share (the system prompt and instructions,
+    whatever their text) is kept on disk beside the model and restored on load.
+    """
 
     def __init__(self, settings: LLMSettings, progress: Callable[[str], None] | None = None) -> None:
         self._settings = settings
         self._progress = progress
         self._llama = None
+        self._prefix_cache = None
         self.name = f"llamacpp:{Path(settings.model).stem if settings.model.endswith('.gguf') else settings.model}"
 
     def load(self):  # -> llama_cpp.Llama
@@ -102,16 +109,25 @@ class LlamaCppModel:
                 "llama-cpp-python is not installed; install it portable with "
                 "CMAKE_ARGS='-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF' pip install llama-cpp-python (or: make setup)"
             ) from None
+        settings = self._settings
         try:
             self._llama = Llama(
                 model_path=str(path),
-                n_ctx=self._settings.n_ctx,
-                n_threads=self._settings.n_threads or os.cpu_count(),
-                chat_format=self._settings.chat_format,
+                n_ctx=settings.n_ctx,
+                n_threads=settings.n_threads or os.cpu_count(),
+                n_batch=settings.n_batch,
+                n_ubatch=settings.n_ubatch,
+                flash_attn=settings.flash_attn,
+                chat_format=settings.chat_format,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise LLMError(f"cannot load model {path}: {_first_line(exc)}") from None
+        if settings.prompt_cache:
+            from rag.prompt_cache import PrefixStateCache
+
+            self._prefix_cache = PrefixStateCache.for_model(self._llama, path, settings)
+            self._prefix_cache.restore(self._llama)
         return self._llama
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
@@ -126,6 +142,8 @@ class LlamaCppModel:
                     yield text
         except ValueError as exc:  # e.g. prompt longer than the context window
             raise LLMError(f"{self.name}: {_first_line(exc)}") from None
+        if self._prefix_cache is not None:
+            self._prefix_cache.remember(llama)
 
     def _prompt(self, messages: Sequence[Message]) -> str | None:
         """The raw prompt the chat template makes of `messages`, ending where the assistant's reply begins."""
@@ -142,6 +160,12 @@ class LlamaCppModel:
         eos = vocab.token_get_text(vocab.token_eos()) if hasattr(vocab, "token_get_text") else ""
         bos = vocab.token_get_text(vocab.token_bos()) if hasattr(vocab, "token_get_text") else ""
         return Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)(messages=list(messages)).prompt
+
+    def end_answer(self) -> None:
+        """After an answer's last statement: the prefix cache learns what consecutive answers share. (Not after
+        each statement: those share the whole answer so far, which the in-process prefix reuse already covers.)"""
+        if self._prefix_cache is not None and self._llama is not None:
+            self._prefix_cache.remember(self._llama)
 
     def complete(
         self, messages: Sequence[Message], prefix: str, *, max_tokens: int, temperature: float, stop: Sequence[str]

@@ -21,6 +21,7 @@ from rag.errors import RagError
 from rag.filters import PaperFilter, paper_matches, parse_filters
 from rag.lexical import KeywordIndex, PaperCatalog
 from rag.store import SOURCE_SEPARATOR, ChromaStore, ChunkMatch
+from rag.textclean import lone_surrogate
 from rag.types import PaperHit
 
 MAX_QUESTION_CHARS = 4000
@@ -28,7 +29,13 @@ _CHROMA_IN_LIMIT = 2000  # above this many allowed papers, filter after the vect
 
 
 def check_question(question: str) -> str:
+    if not isinstance(question, str):
+        raise RagError(f"the question must be text, not {type(question).__name__}")
     text = " ".join(question.split())
+    bad = lone_surrogate(text)
+    if bad is not None:
+        position, what = bad
+        raise RagError(f"the question holds {what} (character {position + 1}); retype it, or set the terminal to UTF-8")
     if not text:
         raise RagError('the question is empty; ask something, e.g. rag search "token pruning in MLLMs"')
     if len(text) > MAX_QUESTION_CHARS:
@@ -109,6 +116,7 @@ class Retriever:
         self._cache_dir = cache_dir
         self._keywords: KeywordIndex | None = None
         self._keywords_lock = threading.Lock()  # concurrent first searches build the BM25 index once
+        self._generation = store.generation
         self._default_filter = parse_filters(settings.filters)
 
     @property
@@ -123,8 +131,21 @@ class Retriever:
             self._settings.bm25_b,
             self._settings.title_weight,
         ):
-            other._keywords = self._keywords
+            other._keywords, other._generation = self._keywords, self._generation
         return other
+
+    def follow_writes(self) -> None:
+        """See what was written to the index since the last search, by this process or another one.
+
+        The store reopens its client when another process stamped a new generation; the BM25 index
+        is rebuilt (and the catalog refreshed) when the generation moved for any reason.
+        """
+        self._store.refresh()
+        generation = self._store.generation
+        with self._keywords_lock:
+            if generation != self._generation:
+                self._keywords = None
+                self._generation = generation
 
     def keyword_index(self) -> KeywordIndex:
         with self._keywords_lock:
@@ -175,6 +196,7 @@ class Retriever:
         rerank: bool | None = None,
     ) -> list[PaperHit]:
         """Search with the question already embedded (callers that embed several texts in one batch)."""
+        self.follow_writes()
         s = self._settings
         k = k or s.k
         mode = mode or s.mode

@@ -14,31 +14,19 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.config import SourcesSettings
-from rag.textclean import clean_text, title_key
+from rag.pagedump import looks_like_page_dump, parse_page_dump
+from rag.textclean import clean_text, storable, title_key
 from rag.types import Paper, Problem
 
 BUILTIN_CORPUS = Path(__file__).resolve().parent / "data" / "seeds"
 SUPPORTED_SUFFIXES = (".txt", ".md", ".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".bib", ".ris", ".pdf")
-
-# Lines of a Hugging Face Papers page that are page furniture, not papers (matched by content).
-_PAGE_FURNITURE = {
-    "new",
-    "get trending papers in your email inbox!",
-    "subscribe",
-    "daily papers",
-    "byak and the research community",
-    "trending papers",
-    "search",
-}
-_PAGE_DATE = re.compile(r"^(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* \d{1,2}(, \d{4})?$", re.IGNORECASE)
-_ABSTRACT_MIN_CHARS = 250
-_TITLE_MAX_CHARS = 300
 
 _FIELD_ALIASES = {
     "id": ("id", "paper_id", "arxiv_id", "doc_id", "_id"),
@@ -112,8 +100,13 @@ def iter_records(
     on_file: Callable[[str], None] = lambda _path: None,
     *,
     options: SourcesSettings | None = None,
+    max_abstract_chars: int | None = None,
 ) -> Iterator[Record]:
-    """Yield records from files and folders in order; problems go to `report`, never raise."""
+    """Yield records from files and folders in order; problems go to `report`, never raise.
+
+    An abstract longer than `max_abstract_chars` is cut at the last sentence end before the limit
+    (and reported): a megabyte of text would otherwise take minutes to embed as one "paper".
+    """
     from rag.readers import MERGEABLE_SUFFIXES, Identities
 
     options, files = options or SourcesSettings(), list(expand_paths(paths, report))
@@ -121,7 +114,38 @@ def iter_records(
     for path in files:
         on_file(str(path))
         for record in _read_file(path, report, options):
+            if max_abstract_chars and len(record.paper.abstract) > max_abstract_chars:
+                _shorten_abstract(record, max_abstract_chars, report)
             yield identities.resolve(record) if identities else record
+
+
+def _shorten_abstract(record: Record, limit: int, report: Callable[[Problem], None]) -> None:
+    abstract = record.paper.abstract
+    cut = abstract[:limit]
+    end = max(cut.rfind(". "), cut.rfind("? "), cut.rfind("! "))
+    record.paper.abstract = cut[: end + 1] if end > limit // 2 else cut
+    report(
+        Problem(
+            record.location,
+            f"abstract is {len(abstract):,} characters; indexed the first {len(record.paper.abstract):,} "
+            "(corpus.max_abstract_chars)",
+        )
+    )
+
+
+def display_path(path: str | Path) -> str:
+    """A path as text that can always be printed: bytes that are not UTF-8 are shown as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _name_is_text(path: Path, report: Callable[[Problem], None]) -> bool:
+    """A path that is not UTF-8 cannot be stored as a paper's source (or printed); the file is skipped."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        report(Problem(display_path(path), "file name is not UTF-8 text; rename the file to ingest it. Skipped"))
+        return False
+    return True
 
 
 def expand_paths(paths: Iterable[str | Path], report: Callable[[Problem], None]) -> Iterator[Path]:
@@ -132,20 +156,24 @@ def expand_paths(paths: Iterable[str | Path], report: Callable[[Problem], None])
             if not children:
                 report(Problem(str(path), "folder holds no files to read; skipped"))
             for child in children:
+                if not _name_is_text(child, report):
+                    continue
                 if child.suffix.lower() in SUPPORTED_SUFFIXES:
                     yield child.resolve()
                 else:
                     report(Problem(str(child), f"unsupported file type '{child.suffix}'; skipped"))
         elif path.is_file():
+            if not _name_is_text(path, report):
+                continue
             if path.suffix.lower() in SUPPORTED_SUFFIXES:
                 yield path.resolve()
             else:
                 supported = ", ".join(SUPPORTED_SUFFIXES)
                 report(Problem(str(path), f"unsupported file type '{path.suffix}' (supported: {supported}); skipped"))
         elif path.exists():
-            report(Problem(str(path), "not a regular file; skipped"))
+            report(Problem(display_path(path), "not a regular file; skipped"))
         else:
-            report(Problem(str(path), "no such file or folder; skipped"))
+            report(Problem(display_path(path), "no such file or folder; skipped"))
 
 
 def _is_hidden(path: Path, root: Path) -> bool:
@@ -192,61 +220,6 @@ def _read_file(path: Path, report: Callable[[Problem], None], options: SourcesSe
 # --- Hugging Face Papers page dumps -------------------------------------------------------
 
 
-def is_page_furniture(line: str) -> bool:
-    stripped = line.strip()
-    return stripped.casefold() in _PAGE_FURNITURE or bool(_PAGE_DATE.match(stripped))
-
-
-def is_abstract_line(line: str) -> bool:
-    return len(line.strip()) >= _ABSTRACT_MIN_CHARS
-
-
-def looks_like_page_dump(lines: list[str]) -> bool:
-    """A page dump has page furniture, or at least three title/abstract pairs and little else."""
-    content = [line for line in lines if line.strip()]
-    if sum(is_page_furniture(line) for line in content[:12]) >= 2:
-        return True
-    body = [line for line in content if not is_page_furniture(line)]
-    pairs = sum(
-        1
-        for first, second in zip(body, body[1:], strict=False)
-        if not is_abstract_line(first) and len(first) <= _TITLE_MAX_CHARS and is_abstract_line(second)
-    )
-    return pairs >= 3 and pairs * 2 >= len(body) * 0.9
-
-
-def parse_page_dump(lines: list[str], source: str) -> tuple[list[tuple[str, str, int]], list[Problem]]:
-    """Pair titles with the abstracts that follow them; returns (title, abstract, title_line) triples.
-
-    An orphan title (followed by another title) or orphan abstract (no title before it) is
-    reported with its line number and never glued to a neighbouring paper.
-    """
-    pairs: list[tuple[str, str, int]] = []
-    problems: list[Problem] = []
-    pending_title: tuple[str, int] | None = None
-    for number, line in enumerate(lines, start=1):
-        stripped = line.strip()
-        if not stripped or is_page_furniture(stripped):
-            continue
-        if is_abstract_line(stripped):
-            if pending_title is None:
-                problems.append(Problem(f"{source}:{number}", "abstract without a title before it; skipped"))
-            else:
-                pairs.append((pending_title[0], stripped, pending_title[1]))
-                pending_title = None
-        else:
-            if pending_title is not None:
-                problems.append(
-                    Problem(f"{source}:{pending_title[1]}", f"title without an abstract: '{pending_title[0][:60]}'")
-                )
-            pending_title = (stripped, number)
-    if pending_title is not None:
-        problems.append(
-            Problem(f"{source}:{pending_title[1]}", f"title without an abstract: '{pending_title[0][:60]}'")
-        )
-    return pairs, problems
-
-
 def _read_page_dump(lines: list[str], source: str, report: Callable[[Problem], None]) -> Iterator[Record]:
     pairs, problems = parse_page_dump(lines, source)
     for problem in problems:
@@ -266,16 +239,19 @@ def _read_json_lines(path: Path, report: Callable[[Problem], None]) -> Iterator[
                 continue
             try:
                 row = json.loads(raw_line.decode("utf-8"))
+                if not isinstance(row, dict):
+                    report(Problem(location, f"expected a JSON object, got {type(row).__name__}; line skipped"))
+                    continue
+                record = _record_from_row(row, str(path), location, report)
             except UnicodeDecodeError:
                 report(Problem(location, "not UTF-8 text; line skipped"))
                 continue
             except json.JSONDecodeError as exc:
                 report(Problem(location, f"not valid JSON ({exc.msg}); line skipped"))
                 continue
-            if not isinstance(row, dict):
-                report(Problem(location, f"expected a JSON object, got {type(row).__name__}; line skipped"))
+            except RecursionError:
+                report(Problem(location, "JSON nested too deeply to read (over ~1,000 levels); line skipped"))
                 continue
-            record = _record_from_row(row, str(path), location, report)
             if record is not None:
                 yield record
 
@@ -378,6 +354,10 @@ def make_paper(
     categories: str | None = None,
     extra: dict[str, str] | None = None,
 ) -> Paper:
+    raw_title, raw_abstract = storable(raw_title), storable(raw_abstract)
+    authors, date, url, categories = (storable(v) if v else v for v in (authors, date, url, categories))
+    extra = {storable(k): storable(v) for k, v in (extra or {}).items()}
+    paper_id = storable(paper_id) if paper_id is not None else None
     title = clean_text(raw_title)
     if paper_id is None:
         paper_id = "t:" + hashlib.sha1(title_key(title).encode()).hexdigest()[:16]

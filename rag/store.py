@@ -7,17 +7,15 @@ Chroma is always given vectors (its default embedding function would try to down
 
 from __future__ import annotations
 
-import functools
-import inspect
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 
+from rag.chroma import explain_store_errors, open_connection, telemetry_off
 from rag.errors import IndexStoreError
+from rag.store_integrity import ChromaIntegrity
 from rag.types import Chunk, Paper
 
 INDEX_FORMAT = 1
@@ -48,6 +46,7 @@ class StoreStats:
     papers: int
     chunks: int
     size_bytes: int | None  # None when a Chroma server holds the index
+    precision: str | None = None  # fp32 or int8 vectors
 
 
 @dataclass(frozen=True)
@@ -61,89 +60,12 @@ class ChunkMatch:
     metadata: dict
 
 
-def _telemetry_off() -> None:
-    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-
-
-def parse_server(server: str) -> tuple[str, int, bool]:
-    """'http://127.0.0.1:8000', 'https://host', '127.0.0.1:8000' -> (host, port, ssl)."""
-    parts = urlsplit(server if "://" in server else f"http://{server}")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise IndexStoreError(f"index.server: expected http://HOST:PORT, got {server!r}")
-    ssl = parts.scheme == "https"
-    try:
-        port = parts.port or (443 if ssl else 8000)
-    except ValueError:
-        raise IndexStoreError(f"index.server: the port in {server!r} is not a number") from None
-    return parts.hostname, port, ssl
-
-
-def _one_line_store_errors(method: Callable) -> Callable:
-    """Turn a storage failure inside a store method (a lost server, a failed write) into one line naming where."""
-
-    def explain(self, exc: BaseException) -> IndexStoreError:
-        if self.server is not None and isinstance(exc, _CONNECTION_ERRORS):
-            return IndexStoreError(f"lost {self.where} ({_one_line(exc)}); is `chroma run` still up?")
-        return IndexStoreError(
-            f"{self.where} failed ({_one_line(exc)}); is the disk full or the folder read-only? What was "
-            "committed is kept: run the command again once that is fixed"
-        )
-
-    if inspect.isgeneratorfunction(method):
-
-        @functools.wraps(method)
-        def generator(self, *args, **kwargs):
-            try:
-                yield from method(self, *args, **kwargs)
-            except _STORE_ERRORS as exc:
-                raise explain(self, exc) from None
-
-        return generator
-
-    @functools.wraps(method)
-    def call(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except _STORE_ERRORS as exc:
-            raise explain(self, exc) from None
-
-    return call
-
-
-def _connection_errors() -> tuple[type[BaseException], ...]:
-    import httpx
-
-    return (ConnectionError, httpx.TransportError)
-
-
-def _store_errors() -> tuple[type[BaseException], ...]:
-    """Failures of the storage itself: lost connections, and Chroma or the OS failing to read or write."""
-    from chromadb.errors import InternalError
-
-    return (*_CONNECTION_ERRORS, InternalError, OSError)
-
-
-_CONNECTION_ERRORS = _connection_errors()
-_STORE_ERRORS = _store_errors()
-
-
-def _explain_store_errors(cls: type) -> type:
-    """Wrap every method that talks to Chroma so a dropped connection or a failed write reads as one line."""
-    for name, member in list(vars(cls).items()):
-        if inspect.isfunction(member) and not name.startswith("__"):
-            setattr(cls, name, _one_line_store_errors(member))
-    return cls
-
-
-@_explain_store_errors
-class ChromaStore:
+@explain_store_errors
+class ChromaStore(ChromaIntegrity):
     """A Chroma collection of chunks: a local persistent folder, or a Chroma server (`index.server`)."""
 
     def __init__(self, path: Path, collection: str, *, create: bool, server: str | None = None) -> None:
-        _telemetry_off()
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
+        telemetry_off()
         self.path = path
         self.server = server
         self.collection_name = collection
@@ -151,44 +73,40 @@ class ChromaStore:
         self.sentence_collection_name = f"{collection}-sentences"
         self._sentences = None
         self._collection = None
-        chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-        if server is not None:
-            host, port, ssl = parse_server(server)
-            self.where = f"the Chroma server at {host}:{port}"
-            try:  # this client's own state (BM25 catalog, ingest lock) stays local
-                path.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise IndexStoreError(f"cannot create the local folder {path} ({exc.strerror})") from None
-            try:
-                self._client = chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=chroma_settings)
-            except Exception as exc:  # noqa: BLE001 - connection failures surface as ValueError or httpx errors
-                raise IndexStoreError(
-                    f"cannot reach the Chroma server at {host}:{port} ({_one_line(exc)}); start one with "
-                    f"`chroma run --host {host} --port {port} --path DIR`, or check index.server"
-                ) from None
-            return
-        self.where = f"the index at {path}"
-        if not create and not path.is_dir():
-            raise IndexStoreError(f"no index at {path}; run `rag ingest` first")
-        if path.exists() and not path.is_dir():
-            raise IndexStoreError(f"index path {path} is a file, not a folder; set index.path to a folder")
-        visible = [p for p in path.iterdir() if not p.name.startswith(".")] if path.is_dir() else []
-        if visible and not (path / "chroma.sqlite3").exists():
-            raise IndexStoreError(
-                f"{path} is not a Chroma index (no chroma.sqlite3) and is not empty; choose another index.path"
-            )
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-        except PermissionError:
-            raise IndexStoreError(f"cannot write the index at {path}: permission denied") from None
-        except Exception as exc:  # noqa: BLE001 - Chroma raises many types for a broken folder
-            if "readonly" in str(exc).lower() or "read-only" in str(exc).lower():
-                raise IndexStoreError(
-                    f"the index at {path} is read-only, and Chroma writes to its folder even to search; copy it "
-                    "to a writable folder (and set index.path) or make it writable"
-                ) from None
-            raise IndexStoreError(f"cannot open the index at {path} ({_one_line(exc)})") from None
+        self._wanted = (False, False)  # (chunks, sentences) collections this store has opened
+        self._epoch = 0
+        self.where, connection = open_connection(path, server, create=create)
+        self._attach(connection)
+
+    @property
+    def _client(self):  # -> chromadb.ClientAPI
+        return self._connection.client
+
+    def _attach(self, connection) -> None:
+        self._connection = connection
+        connection.stores.add(self)
+
+    def forget_collections(self) -> None:
+        """Drop collection handles of a client that was replaced; they are fetched again when next used."""
+        self._collection = self._sentences = None
+
+    def refresh(self) -> bool:
+        """Reopen if another process wrote the index since this process's client was opened; True if so."""
+        connection = self._connection
+        if not connection.stale():
+            return False
+        connection.reopen()
+        return True
+
+    @property
+    def generation(self) -> str:
+        """Names the index's current state: changes with every write (a server's: with its chunk count too)."""
+        if self.server is None:
+            return self._connection.stamp
+        return f"{self._connection.stamp}|{self.chunk_count()}"
+
+    def _announce_write(self) -> None:
+        self._connection.announce_write()
 
     # --- collection and its identity ---------------------------------------------------------
 
@@ -201,8 +119,28 @@ class ChromaStore:
         meta = self._client.get_collection(self.collection_name, embedding_function=None).metadata or {}
         return meta.get("embedding_model"), meta.get("dimension")
 
-    def open_for(self, model_name: str, dimension: int | None, *, create: bool) -> None:
-        """Open the collection for a model; refuse if it was built with another one."""
+    def vector_precision(self) -> str | None:
+        """fp32 or int8: what the encoder that built the index computed in (indexes from before say nothing: fp32)."""
+        if not self.collection_exists():
+            return None
+        meta = self._client.get_collection(self.collection_name, embedding_function=None).metadata or {}
+        return str(meta.get("embedding_precision", "fp32"))
+
+    def open_for(
+        self,
+        model_name: str,
+        dimension: int | None,
+        *,
+        create: bool,
+        precision: str | None = None,
+        backend: str | None = None,
+    ) -> None:
+        """Open the collection for a model; refuse if it was built with another one or another precision.
+
+        fp32 vectors from torch, onnxruntime and OpenVINO agree to ~1e-6 and may share an index;
+        int8 vectors differ by up to a few hundredths, so they never join fp32 ones (nor the reverse).
+        """
+        self._recover_interrupted_repair()
         built_model, built_dimension = self.model_info()
         if built_model is not None and (
             built_model != model_name or (dimension is not None and built_dimension != dimension)
@@ -212,38 +150,77 @@ class ChromaStore:
                 f"for '{model_name}'{f' ({dimension}-d)' if dimension else ''}; run `rag ingest --rebuild` to "
                 f"re-embed with '{model_name}', or set embedding.model back to '{built_model}'"
             )
+        built_precision = self.vector_precision() if built_model is not None else None
+        if built_precision is not None and precision is not None and built_precision != precision:
+            raise IndexStoreError(
+                f"the index at {self.path} holds {built_precision} vectors of '{built_model}' but the config asks for "
+                f"a {precision} encoder, and the two must not mix; run `rag ingest --rebuild` to re-embed, or set "
+                f"embedding.precision back to {built_precision}"
+            )
         if built_model is None:
             if not create:
                 raise IndexStoreError(f"the index at {self.path} has no papers yet; run `rag ingest` first")
             if dimension is None:
                 raise IndexStoreError("internal: creating a collection needs the embedding dimension")
-            self._collection = self._client.create_collection(
+            metadata = {"embedding_model": model_name, "dimension": dimension, "index_format": INDEX_FORMAT}
+            metadata["embedding_precision"] = precision or "fp32"
+            if backend:
+                metadata["embedding_backend"] = backend
+            self._client.create_collection(
                 self.collection_name,
                 embedding_function=None,
                 configuration={"hnsw": {"space": "cosine"}},
-                metadata={"embedding_model": model_name, "dimension": dimension, "index_format": INDEX_FORMAT},
+                metadata=metadata,
             )
-        else:
-            self._collection = self._client.get_collection(self.collection_name, embedding_function=None)
+            self._announce_write()
         names = {c.name for c in self._client.list_collections()}
-        if create or self.sentence_collection_name in names:
-            self._sentences = self._client.get_or_create_collection(
+        if create and self.sentence_collection_name not in names:
+            self._client.create_collection(
                 self.sentence_collection_name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
             )
+            names.add(self.sentence_collection_name)
+        self._wanted = (True, self.sentence_collection_name in names)
+        self._fetch_collections()
+
+    def _fetch_collections(self) -> None:
+        """Collection handles from the current client (again after a reopen)."""
+        from chromadb.errors import NotFoundError
+
+        self._epoch = self._connection.epoch
+        want_chunks, want_sentences = self._wanted
+        try:
+            get = self._client.get_collection
+            self._collection = get(self.collection_name, embedding_function=None) if want_chunks else None
+            self._sentences = get(self.sentence_collection_name, embedding_function=None) if want_sentences else None
+        except NotFoundError:
+            self._collection = self._sentences = None
+            raise IndexStoreError(
+                f"{self.where} was rebuilt or removed by another process; run the command again"
+            ) from None
 
     def drop(self) -> None:
         names = {c.name for c in self._client.list_collections()}
         for name in (self.collection_name, self.sentence_collection_name):
             if name in names:
                 self._client.delete_collection(name)
+        self._wanted = (False, False)
         self._collection = None
         self._sentences = None
+        self._announce_write()
 
     @property
     def collection(self):  # -> chromadb Collection
+        if self._epoch != self._connection.epoch and self._wanted[0]:
+            self._fetch_collections()
         if self._collection is None:
             raise IndexStoreError("internal: the collection is not open")
         return self._collection
+
+    @property
+    def sentences(self):  # -> chromadb Collection | None: absent in indexes built before sentence vectors
+        if self._epoch != self._connection.epoch and self._wanted[1]:
+            self._fetch_collections()
+        return self._sentences
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -277,7 +254,7 @@ class ChromaStore:
             offset += _PAGE
 
     def chunk_count(self) -> int:
-        return self.collection.count() if self._collection is not None else 0
+        return self.collection.count() if self._wanted[0] else 0
 
     def iter_first_chunk_metadata(self) -> Iterator[dict]:
         """The metadata of each paper's first chunk: one row per paper, paged."""
@@ -307,9 +284,9 @@ class ChromaStore:
 
     def sentence_matrix(self, paper_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Each paper's stored abstract-sentence vectors as one matrix (rows in no set order)."""
-        if self._sentences is None or not paper_ids:
+        if (sentences := self.sentences) is None or not paper_ids:
             return {}
-        page = self._sentences.get(where={"paper_id": {"$in": list(paper_ids)}}, include=["metadatas", "embeddings"])
+        page = sentences.get(where={"paper_id": {"$in": list(paper_ids)}}, include=["metadatas", "embeddings"])
         if page["embeddings"] is None or not len(page["embeddings"]):
             return {}
         rows: dict[str, list] = {}
@@ -342,9 +319,9 @@ class ChromaStore:
 
     def sentence_vectors(self, paper_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors of these papers' abstract sentences, by sentence text (empty for old indexes)."""
-        if self._sentences is None or not paper_ids:
+        if (sentences := self.sentences) is None or not paper_ids:
             return {}
-        page = self._sentences.get(where={"paper_id": {"$in": list(paper_ids)}}, include=["documents", "embeddings"])
+        page = sentences.get(where={"paper_id": {"$in": list(paper_ids)}}, include=["documents", "embeddings"])
         documents, embeddings = page["documents"] or [], page["embeddings"]
         if embeddings is None or not len(embeddings):
             return {}
@@ -380,9 +357,13 @@ class ChromaStore:
             chunks = collection.count()
             papers = len(collection.get(where={"chunk_index": 0}, include=[])["ids"])
         if self.server is not None:
-            return StoreStats(self.server, self.collection_name, model, dimension, papers, chunks, None)
+            return StoreStats(
+                self.server, self.collection_name, model, dimension, papers, chunks, None, self.vector_precision()
+            )
         size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
-        return StoreStats(str(self.path), self.collection_name, model, dimension, papers, chunks, size)
+        return StoreStats(
+            str(self.path), self.collection_name, model, dimension, papers, chunks, size, self.vector_precision()
+        )
 
     # --- writing --------------------------------------------------------------------------------
 
@@ -401,11 +382,18 @@ class ChromaStore:
         missing and embeds it again. Sentences are written first: they are a cache answering can do
         without, so a paper whose chunks exist is never left half-indexed.
         """
+        try:
+            self._replace_papers(papers, hashes, chunks, vectors, sentences, sentence_vectors)
+        finally:
+            self._announce_write()
+
+    def _replace_papers(self, papers, hashes, chunks, vectors, sentences, sentence_vectors) -> None:
         paper_ids = [p.paper_id for p in papers]
-        if paper_ids and self._sentences is not None:
-            self._sentences.delete(where={"paper_id": {"$in": paper_ids}})
-        if sentences and self._sentences is not None and sentence_vectors is not None:
-            self._sentences.add(
+        sentence_collection = self.sentences
+        if paper_ids and sentence_collection is not None:
+            sentence_collection.delete(where={"paper_id": {"$in": paper_ids}})
+        if sentences and sentence_collection is not None and sentence_vectors is not None:
+            sentence_collection.add(
                 ids=[f"{paper_id}~{position}" for paper_id, position, _ in sentences],
                 embeddings=sentence_vectors,
                 documents=[text for _, _, text in sentences],
@@ -428,11 +416,14 @@ class ChromaStore:
         )
 
     def delete_papers(self, paper_ids: Sequence[str]) -> None:
-        for start in range(0, len(paper_ids), 500):
-            where = {"paper_id": {"$in": list(paper_ids[start : start + 500])}}
-            self.collection.delete(where=where)
-            if self._sentences is not None:
-                self._sentences.delete(where=where)
+        try:
+            for start in range(0, len(paper_ids), 500):
+                where = {"paper_id": {"$in": list(paper_ids[start : start + 500])}}
+                self.collection.delete(where=where)
+                if self.sentences is not None:
+                    self.sentences.delete(where=where)
+        finally:
+            self._announce_write()
 
     def update_sources(self, sources_by_paper: dict[str, list[str]], indexed: dict[str, IndexedPaper]) -> None:
         ids: list[str] = []
@@ -441,8 +432,11 @@ class ChromaStore:
             for i in range(indexed[paper_id].chunks_present):
                 ids.append(f"{paper_id}#{i}")
                 metadatas.append({"sources": SOURCE_SEPARATOR.join(sources)})
-        for start in range(0, len(ids), _PAGE):
-            self.collection.update(ids=ids[start : start + _PAGE], metadatas=metadatas[start : start + _PAGE])
+        try:
+            for start in range(0, len(ids), _PAGE):
+                self.collection.update(ids=ids[start : start + _PAGE], metadatas=metadatas[start : start + _PAGE])
+        finally:
+            self._announce_write()
 
 
 def chunk_metadata(paper: Paper, index: int, n_chunks: int, paper_hash: str) -> dict:
@@ -461,8 +455,3 @@ def chunk_metadata(paper: Paper, index: int, n_chunks: int, paper_hash: str) -> 
     for name, value in paper.extra.items():
         metadata.setdefault(f"x_{name}", value[:500])
     return metadata
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

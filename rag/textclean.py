@@ -24,6 +24,26 @@ _BARE_BRACES = re.compile(r"\{([^{}\\]*)\}")
 _UNKNOWN_MACRO = re.compile(r"\\([A-Za-z]+)\b")
 _STRAY_BRACE = re.compile(r"(?<=\w)\}(?=[\s.,;:)]|$)")
 _SPACES = re.compile(r"[ \t\u00a0]{2,}")
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """The text with lone surrogates (a JSON "\\ud800", a stray byte read as a file name) made U+FFFD.
+
+    Such a string cannot be encoded as UTF-8, so the index, the tokenizers and the terminal all fail on it.
+    """
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def lone_surrogate(text: str) -> tuple[int, str] | None:
+    """(position, description) of the first character that is not encodable text, or None."""
+    match = _LONE_SURROGATE.search(text)
+    if match is None:
+        return None
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # how Python carries an undecodable byte from argv or a file name
+        return match.start(), f"the byte 0x{code - 0xDC00:02x}, which is not UTF-8"
+    return match.start(), f"a lone surrogate U+{code:04X}"
 
 
 def clean_text(raw: str) -> str:

@@ -11,12 +11,29 @@ from pathlib import Path
 import pytest
 
 from rag.config import EmbeddingSettings, load_settings
-from rag.embedding import SentenceTransformerEmbedder
+from rag.embedding import load_embedder
 from rag.library import Library
 from rag.sources import builtin_corpus_paths, load_corpus
 
 REPO = Path(__file__).resolve().parent.parent
 DYVTE_TITLE = "Accelerating Multimodal Large Language Models via Dynamic Visual-Token Exit and the Empirical Findings"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    """The suite ends with every server and CLI it started stopped; a leftover is killed and fails the run."""
+    yield
+    import psutil
+
+    left = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline())
+    ]
+    described = [f"{p.pid}: {' '.join(p.cmdline())[:160]}" for p in left]
+    for process in left:
+        process.kill()
+    assert not left, f"processes left running by the tests (now killed): {described}"
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +43,8 @@ def seed_corpus():
 
 @pytest.fixture(scope="session")
 def embedder():
-    return SentenceTransformerEmbedder(EmbeddingSettings())
+    """The default encoder (`embedding.backend: auto`: onnxruntime on a CPU)."""
+    return load_embedder(EmbeddingSettings())
 
 
 def make_library(index_path: Path, embedder=None, **overrides) -> Library:

@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -86,6 +87,8 @@ def test_bad_inputs_each_get_one_line_and_good_files_are_ingested(tmp_path, seed
     assert "Traceback" not in result.stderr
     assert "read 3 records (3 papers)" in result.stdout
     assert make_library(tmp_path / "idx").stats().papers == 3
+    # Piped, progress is one line per committed batch, with the rate and the time left.
+    assert re.search(r"rag: embedded 3/3 papers \(\d+ chunks\), [\d.]+ papers/s, 0s left", result.stderr), result.stderr
 
 
 def test_errors_are_one_line_with_exit_2(tmp_path):
@@ -153,3 +156,39 @@ def test_sigkill_during_ingest_resumes_without_duplicates(tmp_path, embedder, se
     resumed_library = make_library(index, embedder, **fast)
     assert resumed_library.stats().papers == 120
     assert resumed_library.search(seed_corpus.papers[7].title, mode="bm25", k=1)[0].title == seed_corpus.papers[7].title
+
+
+def test_sigterm_stops_an_ingest_with_one_line_and_the_resume_completes(tmp_path, seed_corpus):
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", seed_corpus.papers[:40])
+    index = tmp_path / "index"
+    fast_env = {"RAG_INDEX__BATCH_PAPERS": "4", "RAG_INDEX__SENTENCE_VECTORS": "false"}
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("RAG_")}
+    env.update({"RAG_INDEX__PATH": str(index), "PYTHONUNBUFFERED": "1", **fast_env})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "ingest", str(corpus)],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=REPO, env=env,
+    )  # fmt: skip
+    for line in process.stderr:
+        if line.startswith("rag: embedded"):
+            break
+    process.send_signal(signal.SIGTERM)
+    rest = process.stderr.read()
+    assert process.wait(timeout=60) == 143, rest[-800:]
+    said = [line for line in rest.strip().splitlines() if not line.startswith("rag: embedded")]
+    assert said == ["rag: terminated (SIGTERM); run the same command again to resume"], rest
+    resumed = run_cli("ingest", str(corpus), index=index, extra_env=fast_env)
+    assert resumed.returncode == 0 and make_library(index).stats().papers == 40, resumed.stderr[-800:]
+
+
+def test_a_reader_that_closes_the_pipe_early_gets_no_traceback(seed_library):
+    """`rag search ... | head -1`: the reader is gone before rag writes; rag stops quietly, as on SIGPIPE."""
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("RAG_")}
+    env["RAG_INDEX__PATH"] = str(seed_library.settings.index_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "search", "visual tokens", "-k", "10"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, env=env,
+    )  # fmt: skip
+    process.stdout.close()  # the reader is gone
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141, stderr[-1500:]
+    assert stderr == "", stderr[-1500:]

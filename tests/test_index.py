@@ -146,3 +146,13 @@ def test_folder_that_is_not_an_index_is_refused(tmp_path):
 def test_missing_index_says_to_ingest(tmp_path):
     with pytest.raises(RagError, match="rag ingest"):
         make_library(tmp_path / "nothing-here").search("anything")
+
+
+def test_ingest_progress_tells_rate_and_time_left():
+    from rag.ingest import IngestProgress, format_duration
+
+    state = IngestProgress(done=640, total=5183, chunks=1320, seconds=80.0)
+    assert state.rate == 8.0 and state.seconds_left == pytest.approx(567.9, abs=0.1)
+    assert state.describe() == "embedded 640/5183 papers (1320 chunks), 8.0 papers/s, 9m 28s left"
+    assert IngestProgress(0, 10, 0, 0.0).describe() == "embedded 0/10 papers (0 chunks), 0.0 papers/s"
+    assert [format_duration(s) for s in (0.4, 59, 61, 3725)] == ["0s", "59s", "1m 01s", "1h 02m"]

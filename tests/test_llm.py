@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import socket
 import threading
 
@@ -142,3 +143,66 @@ def test_retry_delay_honours_retry_after_within_a_cap():
 
     assert retry_delay("2", 0) == 2.0 and retry_delay(None, 0) == 0.5 and retry_delay(None, 2) == 2.0
     assert retry_delay("3600", 0) == 10.0 and retry_delay("Wed, 21 Oct 2015 07:28:00 GMT", 1) == 1.0
+
+
+@pytest.mark.slow
+def test_prompt_prefix_state_is_kept_on_disk_and_restored_exactly(tmp_path):
+    """Two requests teach the shared prefix; a new model instance restores it and answers as a cold one does.
+
+    It also generates with the installed llama.cpp build, which is how an AMX crash would show.
+    """
+    from rag.config import load_settings
+    from rag.llm import LlamaCppModel
+    from rag.models import PACKAGED_MODELS, ensure_joined
+    from rag.prompt_cache import MIN_TOKENS
+
+    settings = load_settings(env={}).llm
+    gguf = ensure_joined(PACKAGED_MODELS[settings.model], settings.model_dir)
+    (tmp_path / gguf.name).symlink_to(gguf)
+    stamp = gguf.with_suffix(".verified.json")
+    (tmp_path / stamp.name).write_text(stamp.read_text())
+    cached = settings.model_copy(update={"model_dir": str(tmp_path), "prompt_cache": True})
+    system = "You answer questions about papers. " * 12
+
+    def ask(model, question):
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+        return "".join(model.stream(messages, max_tokens=12, temperature=0))
+
+    teacher = LlamaCppModel(cached)
+    ask(teacher, "Which paper drops visual tokens?")
+    assert not list(tmp_path.glob("prompt-cache/*.state"))  # one request teaches nothing yet
+    ask(teacher, "Name a benchmark for matching objects.")
+    saved = len(teacher._prefix_cache.saved)
+    assert saved >= MIN_TOKENS and len(list(tmp_path.glob("prompt-cache/*.state"))) == 1
+    del teacher
+
+    question = "What is attention sink?"
+    cold = ask(LlamaCppModel(settings.model_copy(update={"prompt_cache": False})), question)
+    restored = LlamaCppModel(cached)
+    restored.load()
+    assert len(restored._prefix_cache.saved) == saved
+    assert ask(restored, question) == cold and cold.strip()
+
+
+class _Echo:
+    """A chat-only backend whose reply repeats the answer's last line before continuing it."""
+
+    name = "echo"
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.asked = None
+
+    def stream(self, messages, *, max_tokens, temperature):
+        self.asked = messages
+        yield from re.findall(r"\S+\s*", self.reply)
+
+
+def test_continuation_by_chat_drops_the_echoed_start_and_stops_at_a_stop_string():
+    from rag.llm import continue_by_chat
+
+    model = _Echo("Yes — **DyVTE**: it drops all visual tokens after one layer.\n- **Next** —")
+    prefix = "Yes — **DyVTE**: "
+    pieces = list(continue_by_chat(model, MESSAGES, prefix, max_tokens=30, temperature=0, stop=["\n"]))
+    assert "".join(pieces).strip() == "it drops all visual tokens after one layer."
+    assert model.asked[-1]["role"] == "user" and model.asked[-1]["content"].endswith(prefix)

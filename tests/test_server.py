@@ -39,9 +39,10 @@ def chroma(tmp_path_factory):
     """A Chroma server on a free loopback port; yields (url, port, data folder, log, process holder)."""
     root = tmp_path_factory.mktemp("chroma-server")
     port = free_port()
-    holder = {"process": start_chroma(root / "data", port, root / "server.log")}
-    yield {"url": f"http://127.0.0.1:{port}", "port": port, "data": root / "data", "log": root / "server.log", **holder}
-    stop(holder["process"])
+    server = {"url": f"http://127.0.0.1:{port}", "port": port, "data": root / "data", "log": root / "server.log"}
+    server["process"] = start_chroma(server["data"], port, server["log"])
+    yield server  # the same dict the tests see: a test that restarts the server leaves the new process here
+    stop(server["process"])
 
 
 def _server_env(chroma, client_dir) -> dict:

@@ -109,6 +109,25 @@ def test_answer_streams_with_linked_marker_and_matching_card(page):
     _shot(page, "02-answer-with-sources")
 
 
+def test_answer_shapes_name_list_and_refusal(page):
+    _ask(page, "Is there work that drops all visual tokens partway through an MLLM?")
+    named = _bot_messages(page).last.locator(".rag-answer")
+    assert named.locator("strong").first.inner_text() == "DyVTE"
+    assert named.inner_text().startswith("Yes — DyVTE")
+    _ask(page, "Which papers reduce visual tokens to speed up MLLM inference?")
+    items = _bot_messages(page).last.locator(".rag-answer ul.rag-list li")
+    assert items.count() >= 3
+    for i in range(items.count()):  # one paper a line: its name (bold) or title (italic), then its marker
+        item = items.nth(i)
+        assert item.locator("strong, em").count() >= 1 and item.locator("a.cite").count() == 1
+    _shot(page, "06-list-answer")
+    _ask(page, "Which paper uses reinforcement learning from human feedback to reduce hallucination in video LLMs?")
+    refusal = _bot_messages(page).last.locator(".rag-refusal")
+    assert refusal.count() == 1 and "video" in refusal.inner_text()
+    assert refusal.locator("a.cite").count() == 0
+    _shot(page, "07-refusal-names-what-is-missing")
+
+
 def test_expand_card_follow_up_and_new_chat(page):
     _ask(page, QUESTION)
     first = page.locator("#sources details.source-card").first

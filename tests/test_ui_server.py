@@ -145,3 +145,17 @@ def test_login_keeps_the_page_and_its_api_closed_without_the_password(index_copy
         assert "correct horse" not in (tmp_path / "ui.log").read_text()
     finally:
         stop(process)
+
+
+def test_the_page_sends_security_headers_and_no_analytics(index_copy, tmp_path):
+    process, url, _port = start_rag_ui(REPO, index_copy, tmp_path / "ui.log", {"RAG_PROFILE": "extractive"})
+    try:
+        page = urllib.request.urlopen(url, timeout=10)
+        config = json.loads(urllib.request.urlopen(f"{url}/config", timeout=10).read())
+    finally:
+        stop(process)
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    policy = page.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy and "http" not in policy
+    assert config["analytics_enabled"] is False

@@ -25,7 +25,7 @@ from rag.answering import Assistant
 from rag.chunking import tiktoken_counter
 from rag.config import Settings, default_config_dir, load_settings
 from rag.errors import ConfigError, LLMError, RagError
-from rag.ingest import IngestReport
+from rag.ingest import IngestProgress, IngestReport
 from rag.library import Library
 from rag.llm import ChatModel, load_chat_model
 from rag.retrieval import check_question
@@ -229,7 +229,7 @@ class Service:
         return self.jobs.submit([path], [path.name])
 
     def _run_ingest(
-        self, paths: Sequence[Path], on_problem: Callable[[Problem], None], progress: Callable[[int, int, int], None]
+        self, paths: Sequence[Path], on_problem: Callable[[Problem], None], progress: Callable[[IngestProgress], None]
     ) -> IngestReport:
         # A writer of its own (its own catalog connection); searches keep the open index until it finishes.
         self.library.embedder  # noqa: B018 - loaded once, shared by the writer

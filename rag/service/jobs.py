@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.errors import RagError
-from rag.ingest import IngestReport
+from rag.ingest import IngestProgress, IngestReport
 from rag.service.gate import Busy
 from rag.types import Problem
 
 MAX_QUEUED = 16  # jobs waiting behind the running one
 JOBS_KEPT = 200  # finished jobs remembered for polling
 
-Runner = Callable[[Sequence[Path], Callable[[Problem], None], Callable[[int, int, int], None]], IngestReport]
+Runner = Callable[[Sequence[Path], Callable[[Problem], None], Callable[[IngestProgress], None]], IngestReport]
 
 
 @dataclass
@@ -41,6 +41,7 @@ class IngestJob:
     papers_done: int = 0
     papers_total: int = 0
     chunks: int = 0
+    progress_text: str = ""  # "embedded 12/40 papers (30 chunks), 3.1 papers/s, 9s left"
     problems: list[str] = field(default_factory=list)
     report: IngestReport | None = None
     error: str | None = None
@@ -69,7 +70,8 @@ class IngestJob:
             "state": self.state,
             "files": self.files,
             "refused": self.refused,
-            "progress": {"papers_done": self.papers_done, "papers_total": self.papers_total, "chunks": self.chunks},
+            "progress": {"papers_done": self.papers_done, "papers_total": self.papers_total, "chunks": self.chunks,
+                         "text": self.progress_text},  # fmt: skip
             "report": None
             if r is None
             else {
@@ -81,9 +83,10 @@ class IngestJob:
                 "papers_unchanged": r.papers_unchanged,
                 "sources_updated": r.sources_updated,
                 "seconds": round(r.seconds, 2),
+                "problems_total": r.problems_total,
                 "summary": self.summary(),
             },
-            "problems": self.problems,
+            "problems": self.problems + (r.problem_summary if r is not None else []),
             "error": self.error,
             "created": self.created,
             "started": self.started,
@@ -156,9 +159,10 @@ class IngestJobs:
             def on_problem(problem: Problem, job: IngestJob = job) -> None:
                 job.problems.append(str(problem))
 
-            def on_progress(done: int, total: int, chunks: int, job: IngestJob = job) -> None:
+            def on_progress(state: IngestProgress, job: IngestJob = job) -> None:
                 with self._changed:
-                    job.papers_done, job.papers_total, job.chunks = done, total, chunks
+                    job.papers_done, job.papers_total, job.chunks = state.done, state.total, state.chunks
+                    job.progress_text = state.describe()
                     self._changed.notify_all()
 
             state = "failed"

@@ -1,0 +1,215 @@
+"""Index stage, storage half, continued: checks and repairs of the Chroma collections' vector index.
+
+Chroma keeps texts and metadata in chroma.sqlite3 and the vectors in HNSW folders beside it. When
+those folders are lost or damaged, counts and texts still look right while searches return
+strangers, so this looks up stored ids in the vector index itself, and rebuilds it from the stored
+texts when vectors are gone. A mixin of `ChromaStore`; rag.check decides when to call what.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+from rag.chroma import explain_store_errors
+
+_PAGE = 5000
+
+
+@explain_store_errors
+class ChromaIntegrity:
+    """Needs from its host: `collection`, `sentences`, `_client`, `_wanted`, `_announce_write`, `_fetch_collections`."""
+
+    def damage(self, samples: int = 8, which: tuple[str, ...] = ("chunks", "sentences")) -> str | None:
+        """Cheap: whether the vector index holds a few stored chunks and sentences, spread over each
+        collection, and finds one of them by its own vector. One line naming the damage, or None.
+
+        Chroma keeps texts and metadata in chroma.sqlite3 and vectors in the HNSW folders beside it;
+        when those folders are lost, counts and texts look fine while searches return strangers.
+        """
+        from chromadb.errors import InternalError
+
+        for label, collection in self._open_collections():
+            if label not in which:
+                continue
+            try:
+                total = collection.count()
+                if not total:
+                    continue
+                offsets = sorted({i * total // samples for i in range(samples)})
+                ids = [i for o in offsets for i in collection.get(limit=1, offset=o, include=[])["ids"]]
+                try:
+                    got = collection.get(ids=ids, include=["embeddings"])
+                except InternalError:
+                    got = None
+                if got is None or got["embeddings"] is None or len(got["embeddings"]) != len(ids):
+                    return (
+                        f"vectors of its {label} are missing from the vector index ({total:,} {label} stored); "
+                        "`rag check --repair` re-embeds them from the stored texts"
+                    )
+                top = collection.query(query_embeddings=[got["embeddings"][0]], n_results=1, include=["distances"])
+                if not top["distances"][0] or top["distances"][0][0] > 1e-3:
+                    return (
+                        f"the vector index does not find its own {label} ({total:,} stored); `rag check --repair` "
+                        "rebuilds it"
+                    )
+            except Exception:  # noqa: BLE001 - a probe that cannot run proves nothing either way
+                return None
+        return None
+
+    def _recover_interrupted_repair(self) -> None:
+        """A repair killed between dropping a collection and renaming its rebuilt copy: finish the rename."""
+        names = {c.name for c in self._client.list_collections()}
+        for name in (self.collection_name, self.sentence_collection_name):
+            if f"{name}-repair" in names and name not in names:
+                self._client.get_collection(f"{name}-repair", embedding_function=None).modify(name=name)
+                self._announce_write()
+
+    def _open_collections(self) -> list[tuple[str, object]]:
+        found = [("chunks", self.collection)] if self._wanted[0] else []
+        return found + ([("sentences", self.sentences)] if self.sentences is not None else [])
+
+    def vector_gaps(self, which: str) -> tuple[int, list[str]]:
+        """(stored, ids without a vector) for 'chunks' or 'sentences': every id is looked up, page by page."""
+        from chromadb.errors import InternalError
+
+        collection = self._named(which)
+        if collection is None:
+            return 0, []
+        missing: list[str] = []
+
+        def lookup(ids: list[str]) -> None:
+            try:
+                got = collection.get(ids=ids, include=["embeddings"])
+                if got["embeddings"] is not None and len(got["embeddings"]) == len(ids):
+                    return
+            except InternalError:
+                pass
+            if len(ids) == 1 or len(missing) > 2000:  # past that, a failing block is taken as lost whole
+                missing.extend(ids)
+                return
+            step = max(1, len(ids) // 10)
+            for start in range(0, len(ids), step):
+                lookup(ids[start : start + step])
+
+        total = 0
+        for ids in self._id_pages(collection):
+            total += len(ids)
+            lookup(ids)
+        return total, missing
+
+    def _named(self, which: str):  # -> chromadb Collection | None
+        if which == "chunks":
+            return self.collection
+        if which == "sentences":
+            return self.sentences
+        raise ValueError(which)
+
+    def _id_pages(self, collection) -> Iterator[list[str]]:
+        offset = 0
+        while True:
+            ids = collection.get(include=[], limit=_PAGE, offset=offset)["ids"]
+            if ids:
+                yield ids
+            if len(ids) < _PAGE:
+                return
+            offset += _PAGE
+
+    def stored_rows(self, which: str, ids: Sequence[str]) -> list[tuple[str, str, dict]]:
+        """(id, text, metadata) of stored chunks or sentences: what re-embedding them needs."""
+        collection = self._named(which)
+        if collection is None or not ids:
+            return []
+        rows = []
+        for start in range(0, len(ids), _PAGE):
+            page = collection.get(ids=list(ids[start : start + _PAGE]), include=["documents", "metadatas"])
+            rows += list(zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True))
+        return rows
+
+    def stored_vectors(self, which: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        collection = self._named(which)
+        if collection is None or not ids:
+            return {}
+        page = collection.get(ids=list(ids), include=["embeddings"])
+        return {i: np.asarray(v, dtype=np.float32) for i, v in zip(page["ids"], page["embeddings"], strict=True)}
+
+    def sentence_papers(self) -> dict[str, int]:
+        """How many stored sentence vectors each paper has (empty for indexes without sentence vectors)."""
+        sentences = self.sentences
+        counts: dict[str, int] = {}
+        if sentences is None:
+            return counts
+        offset = 0
+        while True:
+            page = sentences.get(include=["metadatas"], limit=_PAGE, offset=offset)["metadatas"] or []
+            for meta in page:
+                counts[meta["paper_id"]] = counts.get(meta["paper_id"], 0) + 1
+            if len(page) < _PAGE:
+                return counts
+            offset += _PAGE
+
+    def stored_ids(self, which: str) -> list[str]:
+        collection = self._named(which)
+        return [i for page in self._id_pages(collection) for i in page] if collection is not None else []
+
+    def put_sentences(self, rows: Sequence[tuple[str, int, str]], vectors: np.ndarray) -> None:
+        """Add (paper_id, position, sentence) rows with their vectors, replacing any with the same ids."""
+        try:
+            self.sentences.upsert(
+                ids=[f"{paper_id}~{position}" for paper_id, position, _ in rows],
+                embeddings=vectors,
+                documents=[text for _, _, text in rows],
+                metadatas=[{"paper_id": paper_id, "position": position} for paper_id, position, _ in rows],
+            )
+        finally:
+            self._announce_write()
+
+    def delete_sentences(self, paper_ids: Sequence[str]) -> None:
+        try:
+            for start in range(0, len(paper_ids), 500):
+                self.sentences.delete(where={"paper_id": {"$in": list(paper_ids[start : start + 500])}})
+        finally:
+            self._announce_write()
+
+    def rebuild_vectors(
+        self, which: str, missing: Sequence[str], embed: Callable[[list], np.ndarray], everything: bool = False
+    ) -> int:
+        """Rebuild a collection's vector index: stored vectors are kept, the `missing` ones (or all, with
+        `everything`) re-embedded from the stored texts (`embed` takes (id, text, metadata) rows).
+        Returns how many were re-embedded.
+
+        Built in a new collection which then takes the old one's name, so a crash part-way leaves the
+        old collection as it was (and the half-built one is dropped by the next repair).
+        """
+        old = self._named(which)
+        if old is None:
+            return 0
+        name = old.name
+        spare = f"{name}-repair"
+        if spare in {c.name for c in self._client.list_collections()}:
+            self._client.delete_collection(spare)
+        new = self._client.create_collection(
+            spare, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}, metadata=old.metadata
+        )
+        lost = set(missing)
+        embedded = 0
+        try:
+            for ids in self._id_pages(old):
+                rows = self.stored_rows(which, ids)
+                kept = {} if everything else self.stored_vectors(which, [i for i in ids if i not in lost])
+                redo = [row for row in rows if row[0] not in kept]
+                fresh = dict(zip([r[0] for r in redo], embed(redo), strict=True)) if redo else {}
+                embedded += len(redo)
+                new.add(
+                    ids=[r[0] for r in rows],
+                    embeddings=np.stack([kept.get(r[0], fresh.get(r[0])) for r in rows]),
+                    documents=[r[1] for r in rows],
+                    metadatas=[r[2] for r in rows],
+                )
+            self._client.delete_collection(name)
+            new.modify(name=name)
+        finally:
+            self._announce_write()
+            self._fetch_collections()
+        return embedded

@@ -1,0 +1,175 @@
+"""Corruption and repair: lost vector files, a garbled catalog, lost chunks, stale caches, a broken
+chroma.sqlite3. Each is injected into a copy of a real index; `rag check` must find it, searches and
+ingests must refuse (or heal) with the real cause instead of answering wrongly, and `rag check
+--repair` must give back results identical to the clean build the copy was made from.
+
+The index has over 1,000 chunks and sentences: Chroma writes its vector index (HNSW) to disk only
+every 1,000 additions and keeps the rest in its log, so a smaller index survives losing the files.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import chromadb
+import pytest
+
+from rag.store import ChromaStore
+from tests.conftest import make_library, run_cli, write_jsonl
+
+pytestmark = pytest.mark.slow
+
+SMALL_CHUNKS = {"chunking.chunk_tokens": 24, "chunking.overlap_tokens": 0}
+SMALL_CHUNKS_ENV = {"RAG_CHUNKING__CHUNK_TOKENS": "24", "RAG_CHUNKING__OVERLAP_TOKENS": "0"}
+QUESTIONS = [
+    "Is there work that drops all visual tokens partway through an MLLM?",
+    "benchmark for multimodal large language models",
+    "How many languages does the mOSCAR corpus cover?",
+    "video question answering",
+]
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory, embedder, seed_corpus):
+    """70 built-in papers cut into small chunks (~1,200 chunks, ~1,250 sentences): (index, corpus file)."""
+    root = tmp_path_factory.mktemp("clean")
+    wanted = [p for p in seed_corpus.papers if "mOSCAR" in p.title or "Visual-Token Exit" in p.title]
+    papers = wanted + [p for p in seed_corpus.papers if p not in wanted][: 70 - len(wanted)]
+    corpus = write_jsonl(root / "corpus.jsonl", papers)
+    library = make_library(root / "index", embedder, **SMALL_CHUNKS)
+    library.ingest([corpus], progress=False)
+    sentences = chromadb.PersistentClient(str(root / "index")).get_collection("papers-sentences").count()
+    assert library.stats().chunks > 1000 and sentences > 1000
+    library.search(QUESTIONS[0], mode="bm25")  # a BM25 cache, as any used index has
+    return root / "index", corpus
+
+
+@pytest.fixture
+def broken(clean, tmp_path):
+    """A copy of the clean index, to break."""
+    index = tmp_path / "index"
+    shutil.copytree(clean[0], index)
+    return index
+
+
+def results(index, embedder) -> dict:
+    library = make_library(index, embedder, **SMALL_CHUNKS)
+    found = {}
+    for question in QUESTIONS:
+        for mode, rerank in (("dense", False), ("bm25", False), ("hybrid", False), ("hybrid", True)):
+            hits = library.search(question, k=5, mode=mode, rerank=rerank)
+            found[question, mode, rerank] = [(h.paper_id, round(h.score, 3), h.passage) for h in hits]
+    return found
+
+
+def content(index) -> list:
+    store = ChromaStore(index, "papers", create=False)
+    store.open_for("all-MiniLM-L6-v2", None, create=False)
+    chunks = store.collection.get(include=["documents", "metadatas"])
+    sentences = store.sentences.get(include=["documents"])
+    hashes = (m["paper_hash"] for m in chunks["metadatas"])
+    return sorted(zip(chunks["ids"], chunks["documents"], hashes, strict=True)) + sorted(
+        zip(sentences["ids"], sentences["documents"], strict=True)
+    )
+
+
+@pytest.fixture(scope="module")
+def clean_results(clean, embedder):
+    return results(clean[0], embedder)
+
+
+def _one_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-1500:]
+    return lines[0]
+
+
+def test_lost_vector_files_are_refused_found_and_repaired(broken, clean, clean_results, embedder):
+    for folder in broken.iterdir():
+        if folder.is_dir() and re.fullmatch(r"[0-9a-f-]{36}", folder.name):
+            shutil.rmtree(folder)  # Chroma's HNSW folders: every persisted vector
+    search = run_cli("search", QUESTIONS[0], "--mode", "dense", index=broken, extra_env=SMALL_CHUNKS_ENV)
+    assert search.returncode == 2, search.stdout[:500]  # not a confident list of strangers
+    line = _one_line(search)
+    assert "damaged" in line and "missing" in line and "rag check --repair" in line, line
+    ingest = run_cli("ingest", str(clean[1]), index=broken, extra_env=SMALL_CHUNKS_ENV)
+    assert ingest.returncode == 2 and "unchanged" not in ingest.stdout, ingest.stdout
+    assert "damaged" in _one_line(ingest)
+
+    check = run_cli("check", index=broken, extra_env=SMALL_CHUNKS_ENV)
+    assert check.returncode == 1, check.stderr[-800:]
+    assert re.search(r"problem: [\d,]+ of [\d,]+ chunks have no vector", check.stdout), check.stdout
+    assert re.search(r"problem: [\d,]+ of [\d,]+ sentences have no vector", check.stdout), check.stdout
+    repair = run_cli("check", "--repair", index=broken, extra_env=SMALL_CHUNKS_ENV)
+    assert repair.returncode == 0, repair.stdout + repair.stderr[-800:]
+    assert "repaired: re-embedded" in repair.stdout and repair.stdout.rstrip().splitlines()[-1].startswith("repaired")
+    assert results(broken, embedder) == clean_results
+    assert content(broken) == content(clean[0])
+
+
+def test_garbled_catalog_blocks_nothing_and_is_rebuilt(broken, clean_results, embedder, clean):
+    catalog = broken / "papers-catalog.sqlite3"
+    garbage = b"\x13\x37garbage" * (catalog.stat().st_size // 9)
+    catalog.write_bytes(garbage)
+    search = run_cli("search", QUESTIONS[1], "--mode", "dense", "--json", index=broken, extra_env=SMALL_CHUNKS_ENV)
+    assert search.returncode == 0, search.stderr[-800:]  # dense search needs no catalog; the catalog heals itself
+    assert results(broken, embedder) == clean_results
+
+    catalog.write_bytes(garbage)
+    report = make_library(broken, embedder, **SMALL_CHUNKS).check()
+    assert [f.area for f in report.findings] == ["catalog"] and "damaged" in report.findings[0].problem
+    assert catalog.read_bytes() == garbage  # a check without --repair changes nothing
+    again = make_library(broken, embedder, **SMALL_CHUNKS).ingest([clean[1]], progress=False)
+    assert (again.papers_embedded, again.papers_unchanged) == (0, 70)  # an ingest heals it too
+    assert make_library(broken, embedder, **SMALL_CHUNKS).check().ok
+
+
+def test_garbled_catalog_is_repaired_by_check(broken, clean_results, embedder):
+    (broken / "papers-catalog.sqlite3").write_bytes(b"not a database at all" * 500)
+    library = make_library(broken, embedder, **SMALL_CHUNKS)
+    report = library.check(repair=True)
+    assert report.ok and report.repair_ran and "removed the damaged paper catalog" in report.repaired
+    assert results(broken, embedder) == clean_results
+
+
+def test_lost_chunks_are_found_and_read_again_from_their_sources(broken, clean, clean_results, embedder):
+    store = ChromaStore(broken, "papers", create=False)
+    store.open_for("all-MiniLM-L6-v2", None, create=False)
+    indexed = store.indexed_papers()
+    several = [pid for pid, p in indexed.items() if p.chunks_present >= 3]
+    partly, wholly = several[0], several[1]
+    store.collection.delete(ids=[f"{partly}#1"])
+    store.collection.delete(where={"paper_id": wholly})  # its sentences and catalog row stay behind
+    ingest = make_library(broken, embedder, **SMALL_CHUNKS)
+    report = ingest.check()
+    problems = " | ".join(f.problem for f in report.findings)
+    assert "1 papers miss some of their chunks" in problems, problems
+    assert "1 papers in the catalog have no chunks in the index" in problems, problems
+    repaired = make_library(broken, embedder, **SMALL_CHUNKS).check(repair=True)
+    assert repaired.ok, [f.problem for f in repaired.remaining]
+    assert any("read 1 source files again: 2 papers embedded" in line for line in repaired.repaired), repaired.repaired
+    assert content(broken) == content(clean[0])
+    assert results(broken, embedder) == clean_results
+
+
+def test_stale_and_foreign_caches_are_found_and_removed(broken, clean_results, embedder):
+    caches = broken / ".bm25-cache"
+    (current,) = [p for p in caches.iterdir() if p.is_dir()]
+    (current / "paper_ids.json").write_text('["someone-else"]')
+    shutil.copytree(current, caches / "papers-g2-t2-k1.2-b0.4")  # named as before keys were content hashes
+    library = make_library(broken, embedder, **SMALL_CHUNKS)
+    report = library.check()
+    assert [f.area for f in report.findings] == ["cache"] and "2 BM25 caches" in report.findings[0].problem
+    assert library.check(repair=True).ok
+    assert results(broken, embedder) == clean_results
+    assert make_library(broken, embedder, **SMALL_CHUNKS).check().ok
+
+
+def test_a_broken_chroma_database_says_how_to_recover(broken):
+    (broken / "chroma.sqlite3").write_bytes(b"\x00\x01 definitely not sqlite" * 1000)
+    for command in (["stats"], ["search", QUESTIONS[0]], ["check"]):
+        result = run_cli(*command, index=broken, extra_env=SMALL_CHUNKS_ENV)
+        assert result.returncode == 2, (command, result.stderr[-800:])
+        line = _one_line(result)
+        assert str(broken) in line and "damaged" in line and "run `rag ingest`" in line, line
