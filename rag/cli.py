@@ -1,6 +1,8 @@
-"""Presentation stage, terminal: `rag ingest | search | check | stats | ask | chat | eval | ui | models`.
+"""Presentation stage, terminal: `rag ingest | search | check | stats | ask | chat | models`.
 
-A thin client of `rag.Library` and `rag.answering.Assistant`.
+A thin client of `rag.Library` and `rag.answering.Assistant`. Clients of the library add their own
+commands through the `paper_rag.commands` entry point (`rag eval` from eval/, `rag ui` from ui/, `rag
+serve` from server/); this module imports none of them.
 
 Exit codes: 0 done; 1 done, but some inputs were skipped (each reported on stderr); 2 nothing
 done (bad arguments, bad config, no index, wrong model, ...).
@@ -130,40 +132,6 @@ def _build_parser() -> argparse.ArgumentParser:
     models.add_argument("--prepare", metavar="NAME", help="join and verify a packaged model now")
     models.set_defaults(handler=_cmd_models)
 
-    evaluate = commands.add_parser(
-        "eval", parents=[common, answering], help="score retrieval or answers on a golden set (or a BEIR folder)"
-    )
-    evaluate.add_argument("--golden", type=Path, help="golden JSONL (default: eval.golden, else the --split set)")
-    evaluate.add_argument(
-        "--split",
-        choices=("dev", "test"),
-        default="dev",
-        help="built-in golden split: dev (tune on it) or test (report only; never tune on it)",
-    )
-    evaluate.add_argument(
-        "--beir", type=Path, metavar="DIR", help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)"
-    )
-    evaluate.add_argument("--mode", choices=["retrieval", "answer"], default="retrieval", help="what to score")
-    evaluate.add_argument("--out", type=Path, help="report folder (default: eval.out)")
-    evaluate.add_argument("--baseline", type=Path, metavar="REPORT.json", help="compare with an earlier report")
-    evaluate.add_argument(
-        "--fail-under", action="append", default=[], metavar="METRIC=VALUE", help="gate, e.g. hit@5=0.9; repeatable"
-    )
-    evaluate.add_argument("--max-drop", type=float, help="with --baseline: allowed fall of a metric (eval.max_drop)")
-    evaluate.add_argument("--ids", help="only these item ids, comma-separated")
-    evaluate.add_argument("--kinds", help="only these kinds, comma-separated (single,numeric,multi,...)")
-    evaluate.add_argument("--limit", type=int, help="only the first N selected items")
-    evaluate.add_argument("--fresh", action="store_true", help="ignore an interrupted run in --out; start over")
-    evaluate.add_argument(
-        "--retrieval-modes", default="bm25,dense,hybrid,hybrid+rerank", help="--beir: modes to compare"
-    )
-    evaluate.set_defaults(handler=_cmd_eval)
-
-    ui = commands.add_parser("ui", parents=[common], help="open the chat in the browser (Gradio, 127.0.0.1)")
-    ui.add_argument("--host", help="address to bind (default: ui.host = 127.0.0.1)")
-    ui.add_argument("--port", type=int, help="port (default: ui.port = 7860)")
-    ui.set_defaults(handler=_cmd_ui)
-
     check = commands.add_parser("check", parents=[common], help="verify the index end to end; --repair fixes it")
     check.add_argument("--repair", action="store_true", help="rebuild what is derived, re-embed what is missing")
     check.add_argument("--json", action="store_true", help="print one JSON object")
@@ -262,23 +230,6 @@ def _print_hits(hits: list[PaperHit]) -> None:
         print(f"   {files}" + (f"  {hit.url}" if hit.url else ""))
         passage = textwrap.shorten(hit.passage, width=300, placeholder=" …")
         print(textwrap.indent(textwrap.fill(passage, width=96), "   "))
-
-
-def _cmd_eval(library: Library, args: argparse.Namespace) -> int:
-    # The harness is a client of the library, loaded only for this command.
-    from eval.cli import run_eval
-
-    return run_eval(library, args)
-
-
-def _cmd_ui(library: Library, args: argparse.Namespace) -> int:
-    try:
-        from ui.app import launch
-    except ImportError as exc:
-        raise RagError(f"the browser app needs gradio ({exc}); run `pip install -e .` in this environment") from None
-    library.stats()  # a missing or foreign index is reported here, before the page opens
-    launch(library.settings, host=args.host, port=args.port)
-    return EXIT_OK
 
 
 def _cmd_check(library: Library, args: argparse.Namespace) -> int:
