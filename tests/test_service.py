@@ -99,6 +99,18 @@ def test_upload_area_sanitises_names_and_refuses_types_and_sizes(tmp_path):
     assert json.loads(records.read_text()) == {"title": "T", "abstract": "A"}
 
 
+def test_local_models_share_one_slot_and_a_hosted_model_gets_llm_concurrency(tmp_path):
+    from rag.config import load_settings
+
+    local = Service(load_settings(overrides={"index.path": str(tmp_path), "llm.queue_size": 2}, env={}))
+    one, other = local.gate(local.assistant()), local.gate(local.assistant("careful"))
+    assert one is other and one.slots == 1 and one.queue_size == 2  # two GGUFs, one CPU: one answer at a time
+    assert local.gate(local.assistant(None, {"answer.mode": "extractive"})) is None  # no model, no queue
+    hosted = Service(load_settings(overrides={"index.path": str(tmp_path), "llm.backend": "openai",
+                                              "llm.concurrency": 3}, env={}))  # fmt: skip
+    assert hosted.gate(hosted.assistant()).slots == 3
+
+
 # --- the service over a real index ------------------------------------------------------------------
 
 
