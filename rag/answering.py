@@ -24,7 +24,16 @@ import numpy as np
 from rag.answerability import check_coverage
 from rag.chunking import abstract_sentences, tiktoken_counter
 from rag.citations import EvidenceSupport
-from rag.compose import Plan, Point, extractive_text, not_covered_text, plan_answer, slot_text, statement_sentences
+from rag.compose import (
+    Plan,
+    Point,
+    extractive_text,
+    no_figure_text,
+    not_covered_text,
+    plan_answer,
+    slot_text,
+    statement_sentences,
+)
 from rag.config import Settings
 from rag.conversation import HistoryItem, concat_standalone, is_follow_up, refers_back, to_turns
 from rag.evidence import (
@@ -40,11 +49,15 @@ from rag.library import Library
 from rag.llm import ChatModel, LLMError, load_chat_model
 from rag.names import PaperName, paper_name
 from rag.prompts import DECLINE_PHRASES, NOT_COVERED, answer_messages, condense_messages
-from rag.questions import Shape, question_shape
+from rag.questions import Shape, asked_quantity, question_shape
 from rag.retrieval import check_question
 from rag.types import Answer, AnswerSentence, Citation, PaperHit, Source, Turn
 
 __all__ = ["Assistant", "declined"]
+
+
+def _states_a_number(text: str) -> bool:
+    return any(ch.isdigit() for ch in text)
 
 
 def declined(text: str) -> bool:
@@ -73,7 +86,6 @@ class _Prepared:
     hits: list[PaperHit]
     sources: list[Source]  # numbered evidence of the answering papers, best first
     plan: Plan
-    points: list[Point]
     started: float
     retrieve_ms: float
     refusal: str | None = None  # why the question is refused, when it is
@@ -198,7 +210,7 @@ class Assistant:
 
         def prepared(**fields) -> _Prepared:
             retrieve_ms = (time.perf_counter() - started) * 1000
-            base = dict(sources=[], plan=Plan("", []), points=[])
+            base = dict(sources=[], plan=Plan("", []))
             return _Prepared(question, standalone, shape, hits, started=started, retrieve_ms=retrieve_ms,
                              **(base | fields))  # fmt: skip
 
@@ -223,16 +235,16 @@ class Assistant:
                                                                            candidates))  # fmt: skip
         chosen = self._choose(shape, answering)
         wants_number = shape is Shape.NUMBER
-        if wants_number and not any(any(ch.isdigit() for ch in s.text) for s in chosen[0].sentences):
-            label = chosen[0].name.short if chosen[0].name else chosen[0].hit.title
-            text = f"{NOT_COVERED} The closest paper is **{label}**, but its abstract states no figure for this."
+        if wants_number and not any(_states_a_number(s.text) for s in chosen[0].sentences):
+            text = no_figure_text(chosen[0].name, chosen[0].hit.title)
             return prepared(refusal="the closest paper's abstract states no number", refusal_text=text)
-        sources = self._evidence(chosen, wants_number)
+        quantity = asked_quantity(question) if wants_number else ""
+        sources = self._evidence(chosen, wants_number, quantity)
         points = [
-            Point(source, candidate.name, statement_sentence(candidate.sentences, wants_number))
+            Point(source, candidate.name, statement_sentence(candidate.sentences, wants_number, quantity))
             for source, candidate in zip(sources, chosen, strict=True)
         ]
-        return prepared(sources=sources, plan=plan_answer(shape, points), points=points, candidates=candidates)
+        return prepared(sources=sources, plan=plan_answer(shape, points), candidates=candidates)
 
     def _read_candidates(
         self,
@@ -279,7 +291,7 @@ class Assistant:
             return [best, *related[:1]]
         return [best]
 
-    def _evidence(self, chosen: Sequence[_Candidate], wants_number: bool) -> list[Source]:
+    def _evidence(self, chosen: Sequence[_Candidate], wants_number: bool, quantity: str) -> list[Source]:
         """The chosen papers' evidence, numbered in answer order; each keeps the sentence its statement quotes."""
         settings = self.settings.answer
         hits = [c.hit for c in chosen]
@@ -295,7 +307,7 @@ class Assistant:
         by_paper = {s.paper_id: s for s in sources}
         out = []
         for n, candidate in enumerate(chosen, start=1):
-            statement = statement_sentence(candidate.sentences, wants_number)
+            statement = statement_sentence(candidate.sentences, wants_number, quantity)
             source = by_paper.get(candidate.hit.paper_id) or Source(
                 0, candidate.hit.paper_id, candidate.hit.title, candidate.hit.score, [], candidate.hit.url,
                 list(candidate.hit.sources),
@@ -363,6 +375,8 @@ class Assistant:
                 yield answer
                 return
             statement = self._checked_statement("".join(pieces), by_n[slot.n], support, settings.support_threshold)
+            if statement is not None and prepared.shape is Shape.NUMBER and not _states_a_number(statement):
+                statement = None  # asked for a figure, the model gave none; the evidence sentence states one
             if statement is None:
                 if pieces:
                     notes.append(f"[{slot.n}]: the model's statement was not supported by its evidence: "

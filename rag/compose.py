@@ -15,7 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rag.answerability import Facet
+from rag.chunking import split_sentences
+from rag.evidence import is_background
 from rag.names import PaperName
+from rag.prompts import NOT_COVERED
 from rag.questions import Shape
 from rag.types import Source
 
@@ -102,8 +105,6 @@ def _facet_names(facets: Sequence[Facet]) -> str:
 
 def not_covered_text(missing: Sequence[Facet], nearest: Sequence[tuple[PaperName | None, str]]) -> str:
     """A refusal that says what is missing and names the nearest papers (not cited: they do not answer)."""
-    from rag.prompts import NOT_COVERED
-
     parts = [NOT_COVERED]
     if missing:
         detail = [f for f in missing if f.kind == "detail"]
@@ -115,6 +116,12 @@ def not_covered_text(missing: Sequence[Facet], nearest: Sequence[tuple[PaperName
     if labels:
         parts.append("The nearest indexed papers: " + "; ".join(labels) + ".")
     return " ".join(parts)
+
+
+def no_figure_text(name: PaperName | None, title: str) -> str:
+    """A number question whose closest paper states no figure: partial coverage, said plainly."""
+    label = f"**{name.short}**" if name else f"*{title}*"
+    return f"{NOT_COVERED} The closest paper is {label}, but its abstract states no figure for this."
 
 
 _MARKERS = re.compile(r"\s*\[(?:\d+(?:\s*[,;–-]\s*\d+)*)\]")
@@ -131,9 +138,6 @@ def statement_sentences(text: str, title: str, max_sentences: int = 2) -> list[s
     out of tokens mid-sentence, or restate the field before the paper: the echoed title, a sentence
     cut short and background sentences (when something else remains) are dropped.
     """
-    from rag.chunking import split_sentences
-    from rag.evidence import is_background
-
     text = strip_markers(text.split("\n")[0]).strip().lstrip(":—–- ").strip()
     words = title.split()
     for start in range(len(words)):  # "AIM: Adaptive Inference ... Pruning — ..." after the lead "**AIM**: "

@@ -217,12 +217,36 @@ def paper_answer_score(
 _DIGIT = re.compile(r"\d")
 
 
-def statement_sentence(scored: Sequence[ScoredSentence], wants_number: bool) -> str:
+_NUMBER_TOKEN = re.compile(r"\d")
+QUANTITY_BONUS = 0.2  # a figure stated next to what the question counts: "36 datasets" for "how many datasets"
+
+
+def states_quantity(sentence: str, quantity: str) -> bool:
+    """A number within three words of a word of the asked quantity ('… MMEB covers 36 datasets …')."""
+    wanted = content_words(quantity) - {"much", "many"}
+    if not wanted:
+        return False
+    words = _WORD.findall(sentence.lower())
+    return any(
+        _NUMBER_TOKEN.search(word) and any(stem(w) in wanted for w in words[max(0, i - 3) : i + 4] if w != word)
+        for i, word in enumerate(words)
+    )
+
+
+def statement_sentence(scored: Sequence[ScoredSentence], wants_number: bool, quantity: str = "") -> str:
     """The sentence of one paper that best states what was asked: its best match, or, for a question asking for a
-    figure, its best-matching sentence that states one (when the abstract has any)."""
+    figure, its best-matching sentence that states one (when the abstract has any), preferring a figure given next
+    to what the question counts or measures."""
     pool = [s for s in scored if _DIGIT.search(s.text)] if wants_number else []
     pool = pool or list(scored)
-    return max(pool, key=lambda s: s.score).text if pool else ""
+    if not pool:
+        return ""
+
+    def weight(sentence) -> float:
+        bonus = QUANTITY_BONUS if quantity and states_quantity(sentence.text, quantity) else 0.0
+        return sentence.score + bonus
+
+    return max(pool, key=weight).text
 
 
 STRENGTH_LEXICAL_WEIGHT = 0.2

@@ -57,3 +57,22 @@ def question_shape(question: str) -> Shape:
     if _WHICH.search(text):
         return Shape.WHICH
     return Shape.DESCRIBE
+
+
+_QUANTITY = re.compile(
+    r"\bhow (?:many|much)\s+((?:[\w-]+\s+){0,3}?[\w-]+?)(?=\s+(?:does|do|did|is|are|was|were|has|have|had|can|"
+    r"could|will|would|in|of|on|for|from|at|by|with|does|it|they|their|its|the|there)\b|\s*[?,.]|$)"
+    r"|\bnumber of\s+((?:[\w-]+\s+){0,2}[\w-]+)"
+    r"|\bwhat(?:'s| is| was)?\s+(?:the |its |their )?((?:[\w-]+\s+){0,3}?(?:accuracy|score|auc|f1|map|bleu|error|rate|"
+    r"percentage|share|ratio|gain|improvement|speed-?up|reduction|drop|margin|size|latency))\b",
+    re.I,
+)
+
+
+def asked_quantity(question: str) -> str:
+    """What a number question counts or measures: 'how many tunable params does LiST ...' -> 'tunable params',
+    'what top-1 accuracy on ...' -> 'top-1 accuracy'; '' when it names nothing."""
+    match = _QUANTITY.search(" ".join(question.split()))
+    if not match:
+        return ""
+    return next((group for group in match.groups() if group), "").strip()
