@@ -1,7 +1,7 @@
 """`rag eval` on the command line: argument handling, progress, printing and exit codes.
 
-The work is in eval.runner (golden sets), eval.beir (BEIR folders) and eval.report; rag.cli hands
-the parsed arguments over here.
+The work is in eval.runner (golden sets), eval.beir (BEIR folders) and eval.report. `register` adds
+the `eval` subcommand to `rag` (entry point `paper_rag.commands`); rag/cli.py does not import eval/.
 """
 
 from __future__ import annotations
@@ -18,6 +18,39 @@ from eval.report import write_report
 from rag.cli import EXIT_OK, EXIT_PARTIAL, ingest_progress
 from rag.errors import RagError
 from rag.library import Library
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser, *, answering, **_: object) -> None:
+    """`rag eval`: the harness is a client of the library, loaded only for this command."""
+    evaluate = commands.add_parser(
+        "eval", parents=[common, answering], help="score retrieval or answers on a golden set (or a BEIR folder)"
+    )
+    evaluate.add_argument("--golden", type=Path, help="golden JSONL (default: eval.golden, else the --split set)")
+    evaluate.add_argument(
+        "--split",
+        choices=("dev", "test"),
+        default="dev",
+        help="built-in golden split: dev (tune on it) or test (report only; never tune on it)",
+    )
+    evaluate.add_argument(
+        "--beir", type=Path, metavar="DIR", help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)"
+    )
+    evaluate.add_argument("--mode", choices=["retrieval", "answer"], default="retrieval", help="what to score")
+    evaluate.add_argument("--out", type=Path, help="report folder (default: eval.out)")
+    evaluate.add_argument("--baseline", type=Path, metavar="REPORT.json", help="compare with an earlier report")
+    evaluate.add_argument(
+        "--fail-under", action="append", default=[], metavar="METRIC=VALUE", help="gate, e.g. hit@5=0.9; repeatable"
+    )
+    evaluate.add_argument("--max-drop", type=float, help="with --baseline: allowed fall of a metric (eval.max_drop)")
+    evaluate.add_argument("--ids", help="only these item ids, comma-separated")
+    evaluate.add_argument("--kinds", help="only these kinds, comma-separated (single,numeric,multi,...)")
+    evaluate.add_argument("--limit", type=int, help="only the first N selected items")
+    evaluate.add_argument("--fresh", action="store_true", help="ignore an interrupted run in --out; start over")
+    evaluate.add_argument(
+        "--retrieval-modes", default="bm25,dense,hybrid,hybrid+rerank", help="--beir: modes to compare"
+    )
+    evaluate.set_defaults(handler=run_eval)
+
 
 
 def run_eval(library: Library, args: argparse.Namespace) -> int:

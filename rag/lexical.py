@@ -180,12 +180,8 @@ class PaperCatalog:
                 "SELECT paper_id, paper_hash, sources FROM papers WHERE collection=?", (self.collection,)
             )
         }
-        indexed = {meta["paper_id"]: meta for meta in store.iter_first_chunk_metadata()}
-        stale = [
-            pid
-            for pid, meta in indexed.items()
-            if known.get(pid) != (str(meta.get("paper_hash", "")), str(meta.get("sources", "")))
-        ]
+        indexed = {meta.paper_id: meta for meta in store.iter_first_chunk_metadata()}
+        stale = [pid for pid, meta in indexed.items() if known.get(pid) != (meta.paper_hash, meta.sources_key)]
         gone = [pid for pid in known if pid not in indexed]
         for start in range(0, len(stale), _REFRESH_BATCH):
             batch = stale[start : start + _REFRESH_BATCH]
@@ -194,17 +190,16 @@ class PaperCatalog:
             for pid in batch:
                 meta = indexed[pid]
                 abstract = " ".join(abstract_sentences(passages.get(pid, [])))
-                title = str(meta.get("title", ""))
                 rows.append(
                     (
                         self.collection,
                         pid,
-                        str(meta.get("paper_hash", "")),
-                        title,
-                        meta.get("date"),
-                        str(meta.get("sources", "")),
-                        json.dumps(_filter_fields(meta)),
-                        " ".join(paper_tokens(title, abstract, self.title_weight)),
+                        meta.paper_hash,
+                        meta.title,
+                        meta.date,
+                        meta.sources_key,
+                        json.dumps(meta.filter_fields()),
+                        " ".join(paper_tokens(meta.title, abstract, self.title_weight)),
                     )
                 )
             self._db.executemany("INSERT OR REPLACE INTO papers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
@@ -254,11 +249,6 @@ class PaperCatalog:
     def count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM papers WHERE collection=?", (self.collection,)).fetchone()[0]
 
-
-def _filter_fields(meta: dict) -> dict:
-    """Metadata a `--where field=value` filter may test: everything but bookkeeping."""
-    skip = {"paper_id", "title", "chunk_index", "n_chunks", "paper_hash", "sources", "date"}
-    return {key.removeprefix("x_"): value for key, value in meta.items() if key not in skip}
 
 
 class KeywordIndex:

@@ -1,17 +1,19 @@
 """The library's front door: one object that the CLI, the UI and the eval harness all use.
 
 from rag import Library
-library = Library.from_config()          # configs/default.yaml (+ profile, env)
+library = Library.from_config()          # rag/configs/default.yaml (+ profile, env)
 library.ingest()                          # the built-in corpus, incrementally
 hits = library.search("dropping visual tokens in MLLMs")
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from rag.chunking import abstract_sentences
 from rag.config import Settings, load_settings
 from rag.embedding import Embedder, load_embedder
 from rag.errors import IndexStoreError
@@ -20,15 +22,16 @@ from rag.ingest import IngestReport, ProgressCallback, ingest
 from rag.lexical import PaperCatalog, cache_dir
 from rag.retrieval import Retriever
 from rag.store import ChromaStore, StoreStats
-from rag.types import PaperHit, Problem
+from rag.types import Paper, PaperHit, Problem, SearchResult
 
 
 class Library:
     """An index of papers plus the embedder that reads it; heavy parts load on first use."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        """`embedder`: an already loaded one to share (it must match `settings.embedding`)."""
         self.settings = settings
-        self._embedder: Embedder | None = None
+        self._embedder: Embedder | None = embedder
         self._store: ChromaStore | None = None
         self._retriever: Retriever | None = None
         self._catalog: PaperCatalog | None = None
@@ -44,6 +47,20 @@ class Library:
         other = Library(apply_overrides(self.settings, overrides))
         if other.settings.embedding == self.settings.embedding:
             other._embedder = self._embedder
+        if other.settings.index == self.settings.index:
+            # One open index per process: the store, the catalog and the BM25 matrix are shared when they match.
+            other._store = self._store
+            if other.settings.retrieval.title_weight == self.settings.retrieval.title_weight:
+                other._catalog = self._catalog
+                if self._retriever is not None and other._embedder is not None:
+                    other._retriever = self._retriever.derive(other.settings.retrieval)
+        return other
+
+    def reopened(self) -> Library:
+        """The same open index and loaded model, with the catalog and BM25 matrix read afresh: for a writer
+        of its own beside running searches, and for searches after that writer finished."""
+        other = Library(self.settings, self._embedder)
+        other._store = self._store
         return other
 
     @property
@@ -176,6 +193,32 @@ class Library:
     ) -> list[PaperHit]:
         """Ranked papers; `where` takes filters like ["source=000_*.txt", "date>=2024-01"]."""
         return self.retriever().search(question, k=k, where=where, mode=mode, rerank=rerank)
+
+    def search_result(
+        self,
+        question: str,
+        k: int | None = None,
+        where: PaperFilter | Iterable[str] | None = None,
+        *,
+        mode: str | None = None,
+        rerank: bool | None = None,
+    ) -> SearchResult:
+        """A search with its timing and mode, as `rag search --json` and GET /v1/search report it."""
+        retriever = self.retriever()
+        started = time.perf_counter()
+        hits = retriever.search(question, k=k, where=where, mode=mode, rerank=rerank)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return SearchResult(question, hits, mode or retriever.settings.mode, elapsed_ms)
+
+    def paper(self, paper_id: str) -> Paper | None:
+        """One indexed paper (title, text, source files, metadata), or None when the index has no such paper."""
+        self.retriever()  # a missing index or wrong model is reported as for a search
+        return self.store().stored_paper(paper_id)
+
+    def abstracts(self, paper_ids: Iterable[str]) -> dict[str, str]:
+        """The indexed text of these papers, by paper id (papers not in the index are left out)."""
+        passages = self.store().passages_of(list(paper_ids))
+        return {pid: " ".join(abstract_sentences(texts)) for pid, texts in passages.items() if texts}
 
     def stats(self) -> StoreStats:
         return self.store().stats()

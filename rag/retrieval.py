@@ -20,7 +20,7 @@ from rag.embedding import Embedder
 from rag.errors import RagError
 from rag.filters import PaperFilter, paper_matches, parse_filters
 from rag.lexical import KeywordIndex, PaperCatalog
-from rag.store import SOURCE_SEPARATOR, ChromaStore, ChunkMatch
+from rag.store import ChromaStore, ChunkMatch
 from rag.textclean import lone_surrogate
 from rag.types import PaperHit
 
@@ -122,6 +122,17 @@ class Retriever:
     @property
     def settings(self) -> RetrievalSettings:
         return self._settings
+
+    def derive(self, settings: RetrievalSettings) -> Retriever:
+        """A retriever with other settings (k, mode, filters, ...) over the same index, model and BM25 matrix."""
+        other = Retriever(settings, self._store, self._embedder, self._catalog, self._cache_dir)
+        if (settings.bm25_k1, settings.bm25_b, settings.title_weight) == (
+            self._settings.bm25_k1,
+            self._settings.bm25_b,
+            self._settings.title_weight,
+        ):
+            other._keywords, other._generation = self._keywords, self._generation
+        return other
 
     def follow_writes(self) -> None:
         """See what was written to the index since the last search, by this process or another one.
@@ -258,7 +269,7 @@ class Retriever:
         by_paper: dict[str, list[tuple[ChunkMatch, np.ndarray]]] = {}
         for match, chunk_vector in self._store.chunks_of(paper_ids):
             unit = _unit(chunk_vector)
-            match = ChunkMatch(match.chunk_id, match.paper_id, match.text, float(unit @ vector), match.metadata)
+            match = ChunkMatch(match.chunk_id, match.paper_id, match.text, float(unit @ vector), match.meta)
             by_paper.setdefault(match.paper_id, []).append((match, unit))
         for chunks in by_paper.values():
             chunks.sort(key=lambda item: item[0].similarity, reverse=True)
@@ -276,18 +287,18 @@ class Retriever:
         self, paper_id: str, chunks: list[tuple[ChunkMatch, np.ndarray | None]], fused: float, lexical: float | None
     ) -> PaperHit:
         best = chunks[0][0]
-        meta = best.metadata
+        meta = best.meta
         passages = [
             m.text for m, _ in sorted(chunks[: self._settings.passages], key=lambda c: c[0].similarity, reverse=True)
         ]
         return PaperHit(
             paper_id=paper_id,
-            title=str(meta.get("title", "")),
+            title=meta.title,
             score=round(best.similarity, 4),
             passage=best.text,
-            sources=[s for s in str(meta.get("sources", "")).split(SOURCE_SEPARATOR) if s],
-            url=meta.get("url"),
-            date=meta.get("date"),
+            sources=list(meta.sources),
+            url=meta.url,
+            date=meta.date,
             fused=round(fused, 6),
             lexical=None if lexical is None else round(lexical, 4),
             passages=passages,

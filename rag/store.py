@@ -8,7 +8,6 @@ Chroma is always given vectors (its default embedding function would try to down
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,48 +15,13 @@ import numpy as np
 from rag.chroma import explain_store_errors, open_connection, telemetry_off
 from rag.errors import IndexStoreError
 from rag.store_integrity import ChromaIntegrity
+from rag.store_records import SOURCE_SEPARATOR, ChunkMatch, ChunkMeta, IndexedPaper, StoreStats, chunk_metadata
 from rag.types import Chunk, Paper
 
+__all__ = ["SOURCE_SEPARATOR", "ChromaStore", "ChunkMatch", "ChunkMeta", "IndexedPaper", "StoreStats", "chunk_metadata"]
+
 INDEX_FORMAT = 1
-SOURCE_SEPARATOR = "\n"
 _PAGE = 5000  # rows per metadata read; keeps memory flat on big indexes
-
-
-@dataclass(frozen=True)
-class IndexedPaper:
-    """What the index holds for one paper: enough to decide whether to re-embed it."""
-
-    paper_hash: str
-    chunks_present: int
-    chunks_expected: int
-    sources: tuple[str, ...]
-
-    @property
-    def complete(self) -> bool:
-        return self.chunks_present == self.chunks_expected
-
-
-@dataclass(frozen=True)
-class StoreStats:
-    path: str
-    collection: str
-    model: str | None
-    dimension: int | None
-    papers: int
-    chunks: int
-    size_bytes: int | None  # None when a Chroma server holds the index
-    precision: str | None = None  # fp32 or int8 vectors
-
-
-@dataclass(frozen=True)
-class ChunkMatch:
-    """One chunk returned by a vector query, with cosine similarity (1 = same direction)."""
-
-    chunk_id: str
-    paper_id: str
-    text: str
-    similarity: float
-    metadata: dict
 
 
 @explain_store_errors
@@ -256,13 +220,13 @@ class ChromaStore(ChromaIntegrity):
     def chunk_count(self) -> int:
         return self.collection.count() if self._wanted[0] else 0
 
-    def iter_first_chunk_metadata(self) -> Iterator[dict]:
+    def iter_first_chunk_metadata(self) -> Iterator[ChunkMeta]:
         """The metadata of each paper's first chunk: one row per paper, paged."""
         offset = 0
         while True:
             page = self.collection.get(where={"chunk_index": 0}, include=["metadatas"], limit=_PAGE, offset=offset)
             metadatas = page["metadatas"] or []
-            yield from metadatas
+            yield from map(ChunkMeta.from_chroma, metadatas)
             if len(metadatas) < _PAGE:
                 return
             offset += _PAGE
@@ -276,7 +240,8 @@ class ChromaStore(ChromaIntegrity):
         )
         embeddings = page["embeddings"] if page["embeddings"] is not None else []
         return [
-            (ChunkMatch(chunk_id, meta["paper_id"], doc, 0.0, meta), np.asarray(vector, dtype=np.float32))
+            (ChunkMatch(chunk_id, meta["paper_id"], doc, 0.0, ChunkMeta.from_chroma(meta)),
+             np.asarray(vector, dtype=np.float32))  # fmt: skip
             for chunk_id, doc, meta, vector in zip(
                 page["ids"], page["documents"] or [], page["metadatas"] or [], embeddings, strict=True
             )
@@ -303,7 +268,7 @@ class ChromaStore(ChromaIntegrity):
         )
         ids, docs, metas, dists = (result[key][0] for key in ("ids", "documents", "metadatas", "distances"))
         return [
-            ChunkMatch(chunk_id, meta["paper_id"], doc, 1.0 - float(dist), meta)
+            ChunkMatch(chunk_id, meta["paper_id"], doc, 1.0 - float(dist), ChunkMeta.from_chroma(meta))
             for chunk_id, doc, meta, dist in zip(ids, docs, metas, dists, strict=True)
         ]
 
@@ -326,6 +291,28 @@ class ChromaStore(ChromaIntegrity):
         if embeddings is None or not len(embeddings):
             return {}
         return {text: np.asarray(vector, dtype=np.float32) for text, vector in zip(documents, embeddings, strict=True)}
+
+    def stored_paper(self, paper_id: str) -> Paper | None:
+        """One paper as the index holds it: title, metadata, source files, and its text rejoined from its chunks."""
+        from rag.chunking import abstract_sentences
+
+        page = self.collection.get(where={"paper_id": paper_id}, include=["documents", "metadatas"])
+        rows = sorted(zip(page["metadatas"] or [], page["documents"] or [], strict=True),
+                      key=lambda row: int(row[0].get("chunk_index", 0)))  # fmt: skip
+        if not rows:
+            return None
+        meta = ChunkMeta.from_chroma(rows[0][0])
+        return Paper(
+            paper_id=paper_id,
+            title=meta.title,
+            abstract=" ".join(abstract_sentences([text for _, text in rows])),
+            sources=list(meta.sources),
+            authors=meta.authors,
+            date=meta.date,
+            url=meta.url,
+            categories=meta.categories,
+            extra={key: str(value) for key, value in meta.extra.items()},
+        )
 
     def stats(self) -> StoreStats:
         model, dimension = self.model_info()
@@ -416,20 +403,3 @@ class ChromaStore(ChromaIntegrity):
         finally:
             self._announce_write()
 
-
-def chunk_metadata(paper: Paper, index: int, n_chunks: int, paper_hash: str) -> dict:
-    metadata: dict = {
-        "paper_id": paper.paper_id,
-        "title": paper.title,
-        "chunk_index": index,
-        "n_chunks": n_chunks,
-        "paper_hash": paper_hash,
-        "sources": SOURCE_SEPARATOR.join(paper.sources),
-    }
-    for name in ("authors", "date", "url", "categories"):
-        value = getattr(paper, name)
-        if value:
-            metadata[name] = value
-    for name, value in paper.extra.items():
-        metadata.setdefault(f"x_{name}", value[:500])
-    return metadata

@@ -168,3 +168,36 @@ class Answer:
             "notes": self.notes,
             "error": self.error,
         }
+
+
+@dataclass
+class SearchResult:
+    """What `Library.search_result` returns; `to_json()` is the `rag search --json` schema (and GET /v1/search)."""
+
+    question: str
+    hits: list[PaperHit]
+    mode: str  # the retrieval mode that ranked them: dense | bm25 | hybrid
+    search_ms: float
+
+    def to_json(self) -> dict:
+        return {
+            "question": self.question,
+            "results": [
+                {
+                    "rank": rank,
+                    "paper_id": hit.paper_id,
+                    "title": hit.title,
+                    "score": hit.score,
+                    "fused": hit.fused,
+                    "bm25": hit.lexical,
+                    "passage": hit.passage,
+                    "passages": hit.passages,
+                    "sources": hit.sources,
+                    "url": hit.url,
+                    "date": hit.date,
+                }
+                for rank, hit in enumerate(self.hits, start=1)
+            ],
+            "mode": self.mode,
+            "timings": {"search_ms": round(self.search_ms, 1)},
+        }

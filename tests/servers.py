@@ -133,3 +133,51 @@ def start_rag_ui(repo: Path, index: Path, log: Path, extra_env: dict) -> tuple[s
             time.sleep(0.5)
     process.kill()
     raise RuntimeError("rag ui did not answer within 180 s")
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses listening on a port, from /proc/net/tcp{,6} (hex, as the kernel writes them)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if int(hex_port, 16) == port and state == "0A":  # 0A = LISTEN
+                found.add(address)
+    return found
+
+
+def start_rag_serve(
+    repo: Path, index: Path, log: Path, extra_env: dict, args: tuple[str, ...] = (), ready_s: float = 300
+) -> tuple[subprocess.Popen, str, int]:
+    """`rag serve` on a free loopback port over `index`; returns once /readyz says the index and model are in."""
+    import json
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update({"RAG_INDEX__PATH": str(index), "PYTHONUNBUFFERED": "1", **extra_env})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "serve", "--port", str(port), *args],
+        cwd=repo,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + ready_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"rag serve exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+                if json.load(response)["status"] == "ready":
+                    return process, url, port
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503:  # 503 = still loading
+                process.kill()
+                raise RuntimeError(f"/readyz answered {exc.code}") from None
+        except OSError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"rag serve was not ready within {ready_s:.0f} s: {log.read_text()[-2000:]}")

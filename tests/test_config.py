@@ -6,7 +6,7 @@ import yaml
 from rag.config import Settings, load_settings
 from rag.errors import ConfigError
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parent.parent / "rag" / "configs"
 
 
 def test_default_yaml_matches_the_documented_defaults():

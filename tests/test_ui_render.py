@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from rag.service import safe_upload_name
 from rag.types import Answer, Citation, PaperHit, Source
-from ui.app import parse_filter_text, safe_upload_name
+from ui.app import parse_filter_text
 from ui.render import answer_html, highlight, link_markers, source_cards_html
 
 EVIL = "<img src=x onerror=alert(1)>"

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.servers import start_rag_ui, stop
+from tests.servers import listening_addresses, start_rag_ui, stop
 
 pytestmark = pytest.mark.slow
 
@@ -50,18 +50,6 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _listening_addresses(port: int) -> set[str]:
-    """Local addresses listening on a port, from /proc/net/tcp{,6} (hex, as the kernel writes them)."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            address, hex_port = local.rsplit(":", 1)
-            if int(hex_port, 16) == port and state == "0A":  # 0A = LISTEN
-                found.add(address)
-    return found
-
-
 @pytest.fixture(scope="module")
 def index_copy(seed_library, tmp_path_factory):
     index = tmp_path_factory.mktemp("ui-server") / "index"
@@ -74,7 +62,7 @@ def test_twenty_users_for_a_minute_no_errors_and_flat_memory(index_copy, tmp_pat
 
     process, url, port = start_rag_ui(REPO, index_copy, tmp_path / "ui.log", {"RAG_PROFILE": "extractive"})
     try:
-        assert _listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only
+        assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only
         latencies: list[float] = []
         errors: list[str] = []
         memory: list[tuple[float, float]] = []

@@ -1,0 +1,69 @@
+"""What the wheel promises: every imported package declared, imports pointing one way, profiles and
+corpus shipped as package data, clients registering their own commands. Fast (no build); the built
+wheel in a fresh venv is tests/test_wheel.py."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+from tests.conftest import REPO
+
+PACKAGES = ("rag", "ui", "eval", "server")
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def _imports(package: str) -> dict[str, set[str]]:
+    """Top-level module names each file of a package imports (at module level or inside functions)."""
+    found: dict[str, set[str]] = {}
+    for path in (REPO / package).rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+        found[str(path.relative_to(REPO))] = names
+    return found
+
+
+def _requirement_name(spec: str) -> str:
+    return re.split(r"[\s\[<>=!~;]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_every_imported_package_is_declared():
+    core = {_requirement_name(s) for s in PYPROJECT["project"]["dependencies"]}
+    extras = {_requirement_name(s) for specs in PYPROJECT["project"]["optional-dependencies"].values() for s in specs}
+    distributions = packages_distributions()
+    undeclared = {}
+    for package in PACKAGES:
+        for path, names in _imports(package).items():
+            for name in names - set(sys.stdlib_module_names) - set(PACKAGES) - {"__future__"}:
+                dists = {d.lower().replace("_", "-") for d in distributions.get(name, [name])}
+                if not dists & (core | extras):
+                    undeclared.setdefault(name, []).append(path)
+    assert undeclared == {}, f"imported but not declared in pyproject.toml: {undeclared}"
+
+
+def test_the_library_imports_none_of_its_clients():
+    offenders = {
+        path: sorted(names & {"ui", "eval", "server", "bench", "tests"})
+        for path, names in _imports("rag").items()
+        if names & {"ui", "eval", "server", "bench", "tests"}
+    }
+    assert offenders == {}
+
+
+def test_profiles_and_corpus_are_package_data_and_clients_register_commands():
+    data = PYPROJECT["tool"]["setuptools"]["package-data"]["rag"]
+    assert "configs/*.yaml" in data and "data/seeds/*.txt" in data
+    assert (REPO / "rag" / "configs" / "default.yaml").is_file() and not (REPO / "configs").exists()
+    commands = PYPROJECT["project"]["entry-points"]["paper_rag.commands"]
+    assert set(commands) == {"eval", "serve", "ui"}
+    for target in commands.values():
+        module = target.split(":")[0]
+        assert (REPO / Path(*module.split("."))).with_suffix(".py").is_file(), target

@@ -1,0 +1,276 @@
+"""`rag serve` as a real process on 127.0.0.1: the HTTP API, the OpenAI-compatible endpoint (through the
+official `openai` client), ingest jobs, the API key, errors, the model's queue, the offline docs page
+and the chat page on the same port (in headless Chromium). The embedded model answers (test profile);
+the model's queue is one long, so a burst of questions meets "busy"."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from rag.types import Answer
+from tests.conftest import DYVTE_TITLE, REPO
+from tests.servers import listening_addresses, start_rag_serve, stop
+
+pytestmark = pytest.mark.slow
+
+KEY = "sk-test-0123456789abcdef"
+ARTIFACTS = Path(os.environ.get("RAG_TEST_ARTIFACTS", REPO / "test-artifacts"))
+CHROMIUM = "/usr/bin/chromium"
+QUESTION = "Is there work that drops all visual tokens partway through an MLLM?"
+CORRESPONDENCE = "Are They the Same? Exploring Visual Correspondence Shortcomings of Multimodal LLMs"
+ANSWER_KEYS = set(Answer("q", "q", "", False, 0.0, [], [], "m", {}).to_json())
+
+
+@pytest.fixture(scope="module")
+def server(seed_library, tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    index = root / "index"
+    shutil.copytree(seed_library.settings.index_path, index)
+    env = {"RAG_PROFILE": "test", "RAG_API_KEY": KEY, "RAG_LLM__QUEUE_SIZE": "1"}
+    process, url, port = start_rag_serve(REPO, index, root / "serve.log", env)
+    yield {"url": url, "port": port, "log": root / "serve.log", "process": process}
+    stop(process)
+    assert KEY not in (root / "serve.log").read_text()  # the key is never logged
+
+
+def call(server, method: str, path: str, body=None, *, key: str | None = KEY, headers=None, raw: bytes | None = None):
+    """(status, headers, parsed JSON or text) for one request."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(f"{server['url']}{path}", data=data, method=method, headers=headers or {})
+    if data is not None and "Content-Type" not in (headers or {}):
+        request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            status, got, text = response.status, response.headers, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, got, text = exc.code, exc.headers, exc.read().decode()
+    try:
+        return status, got, json.loads(text)
+    except ValueError:
+        return status, got, text
+
+
+def events(text: str) -> list[tuple[str, dict]]:
+    """Server-Sent Events as (event name, JSON data)."""
+    out = []
+    for block in text.strip().split("\n\n"):
+        name, data = "message", ""
+        for line in block.splitlines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data += line[6:]
+        out.append((name, json.loads(data)))
+    return out
+
+
+def test_health_readiness_offline_docs_and_no_analytics(server):
+    assert listening_addresses(server["port"]) == {"0100007F"}  # 127.0.0.1 only
+    assert call(server, "GET", "/healthz", key=None)[2]["status"] == "ok"
+    ready = call(server, "GET", "/readyz", key=None)
+    assert ready[0] == 200 and ready[2]["index"] == "open" and ready[2]["model"] == "loaded"
+    status, _, page = call(server, "GET", "/docs", key=None)
+    assert status == 200 and "/docs/assets/swagger-ui-bundle.js" in page and "http" not in page.split("<body>")[1]
+    assert call(server, "GET", "/docs/assets/swagger-ui-bundle.js", key=None)[0] == 200
+    schema = call(server, "GET", "/openapi.json", key=None)[2]
+    assert {"/v1/ask", "/v1/search", "/v1/chat/completions", "/v1/ingest"} <= set(schema["paths"])
+    assert call(server, "GET", "/docs/openapi-3.0.json", key=None)[2]["openapi"] == "3.0.3"
+    config = call(server, "GET", "/config", key=None)
+    assert config[0] == 401 or config[2].get("analytics_enabled") is False  # behind the login, or off
+
+
+def test_api_key_is_required_and_checked(server):
+    for key in (None, "wrong-key", KEY + "x"):
+        status, headers, body = call(server, "GET", "/v1/stats", key=key)
+        assert status == 401 and headers.get("WWW-Authenticate") == "Bearer", body
+        assert "API key" in body["error"]["message"] and KEY not in json.dumps(body)
+    status, _, body = call(server, "GET", "/v1/stats")
+    assert status == 200 and body["papers"] == 275 and body["model"] == "all-MiniLM-L6-v2"
+    assert call(server, "POST", "/v1/chat/completions", {"model": "paper-rag", "messages": []}, key=None)[0] == 401
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'{"question":', "not valid JSON"),
+        (b"{}", "question: Field required"),
+        (b'{"question": "x", "k": 0}', "k: Input should be greater than or equal to 1"),
+        (b'{"question": "   "}', "the question is empty"),
+        (b'{"question": "x", "colour": "red"}', "colour: Extra inputs are not permitted"),
+        (b'{"question": "x", "where": ["date>>2024"]}', "bad filter 'date>>2024'"),
+        (b'{"question": "x", "profile": "../../etc/passwd"}', "unknown profile"),
+        (b'["a list"]', "valid dictionary"),
+    ],
+)
+def test_malformed_bodies_get_422_with_one_readable_line(server, raw, expected):
+    status, headers, body = call(server, "POST", "/v1/ask", raw=raw)
+    assert status == 422 and headers["Content-Type"] == "application/json", body
+    message = body["error"]["message"]
+    assert expected in message and "\n" not in message and "Traceback" not in message
+
+
+def test_other_errors_are_json_too(server):
+    assert call(server, "GET", "/v1/papers/no-such-paper")[0] == 404
+    assert call(server, "GET", "/v1/ingest/no-such-job")[0] == 404
+    status, headers, body = call(server, "GET", "/v1/ask")
+    assert status == 405 and headers["Allow"] == "POST" and body["error"]["code"] == "method_not_allowed"
+    status, _, body = call(server, "POST", "/v1/ask", raw=b'{"question": "' + b"x" * 1_100_000 + b'"}')
+    assert status == 413 and "max_body_kb" in body["error"]["message"]
+    status, _, body = call(server, "POST", "/v1/chat/completions", {"model": "gpt-4", "messages": [
+        {"role": "user", "content": "hi"}]})  # fmt: skip
+    assert status == 404 and body["error"]["code"] == "model_not_found" and "paper-rag" in body["error"]["message"]
+    status, _, body = call(server, "GET", "/v1/search?q=x&mode=fuzzy")
+    assert status == 422 and body["error"]["message"].startswith("mode:")
+
+
+def test_ask_plain_and_streamed_give_the_rag_ask_json_object_citing_dyvte(server):
+    status, _, answer = call(server, "POST", "/v1/ask", {"question": QUESTION})
+    assert status == 200 and set(answer) == ANSWER_KEYS
+    assert DYVTE_TITLE in [c["title"] for c in answer["citations"]] and not answer["refused"]
+    assert answer["model"].startswith("llamacpp:") and answer["timings"]["total_ms"] > 0
+
+    status, headers, text = call(server, "POST", "/v1/ask", {"question": QUESTION, "stream": True})
+    assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
+    stream = events(text)
+    tokens = [data["text"] for name, data in stream if name == "token"]
+    assert len(tokens) >= 3 and [name for name, _ in stream][-1] == "answer"
+    final = stream[-1][1]
+    assert set(final) == ANSWER_KEYS and DYVTE_TITLE in [c["title"] for c in final["citations"]]
+    assert all(c["supported"] for c in final["citations"])
+
+
+def test_search_and_paper_endpoints(server):
+    status, _, result = call(server, "GET", "/v1/search?q=visual+correspondence+benchmark+for+MLLMs&k=3")
+    assert status == 200 and set(result) == {"question", "results", "mode", "timings"} and len(result["results"]) == 3
+    top = result["results"][0]
+    assert top["title"] == CORRESPONDENCE
+    status, _, paper = call(server, "GET", f"/v1/papers/{top['paper_id']}")
+    assert status == 200 and paper["title"] == CORRESPONDENCE and "MMVM" in paper["abstract"]
+    assert paper["sources"] and set(paper) >= {"url", "date", "authors", "metadata"}
+
+
+def test_the_openai_client_gets_cited_completions_streamed_and_not(server):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{server['url']}/v1", api_key=KEY, max_retries=0)
+    assert "paper-rag" in [m.id for m in client.models.list()]
+    question = "Is there a benchmark for matching objects across images for MLLMs?"
+    completion = client.chat.completions.create(model="paper-rag", messages=[{"role": "user", "content": question}])
+    content = completion.choices[0].message.content
+    assert "[1]" in content and f"References:\n[1] {CORRESPONDENCE}" in content
+    assert completion.citations[0]["title"] == CORRESPONDENCE and completion.citations[0]["supported"]
+
+    stream = client.chat.completions.create(
+        model="paper-rag", messages=[{"role": "user", "content": question}], stream=True
+    )
+    text, draft, citations = "", "", None
+    for chunk in stream:
+        delta = chunk.choices[0].delta
+        text += delta.content or ""
+        draft += (delta.model_extra or {}).get("reasoning_content") or ""
+        citations = (chunk.model_extra or {}).get("citations") or citations
+    assert draft  # the model's words, live
+    assert "[1]" in text and f"[1] {CORRESPONDENCE}" in text and citations[0]["title"] == CORRESPONDENCE
+
+
+def test_ingest_a_jsonl_upload_then_ask_about_it(server, tmp_path):
+    paper = {
+        "id": "zebra-night-1",
+        "title": "Thermal zebra detection in night-time camera traps",
+        "abstract": "We detect zebras in night-time camera-trap images with a thermal-aware detector. Stripes blur "
+        "under infrared light, so we train on synthetic thermal renderings of zebra herds. The detector reaches "
+        "93.4% precision on the Serengeti night split and runs on solar-powered traps.",
+    }
+    boundary = "----paper-rag-test"
+    upload = json.dumps(paper) + "\n{not json\n"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="../night zebras.jsonl"\r\n'
+        f"Content-Type: application/json\r\n\r\n{upload}\r\n--{boundary}--\r\n"
+    ).encode()
+    status, headers, job = call(server, "POST", "/v1/ingest", raw=body,
+                                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})  # fmt: skip
+    assert status == 202 and job["state"] in ("queued", "running") and job["files"] == ["night_zebras.jsonl"]
+    assert headers["Location"] == f"/v1/ingest/{job['job']}"
+    deadline = time.monotonic() + 180
+    while job["state"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        job = call(server, "GET", headers["Location"])[2]
+    assert job["state"] == "done" and job["report"]["papers_embedded"] == 1, job
+    assert len(job["problems"]) == 1 and "night_zebras.jsonl:2" in job["problems"][0]
+    status, _, answer = call(server, "POST", "/v1/ask", {"question": "How precise is zebra detection at night?"})
+    assert status == 200 and "zebra-night-1" in [c["paper_id"] for c in answer["citations"]], answer
+    status, _, refused = call(server, "POST", "/v1/ingest", raw=b"x", headers={"Content-Type": "text/plain"})
+    assert status == 415
+
+
+def test_a_burst_beyond_the_local_models_queue_gets_503_with_retry_after_and_nothing_hangs(server):
+    questions = [
+        "How many languages does the mOSCAR corpus cover?",
+        "Is there a benchmark for matching objects across images for MLLMs?",
+        QUESTION,
+        "How can visual token pruning speed up multimodal models?",
+    ]
+    results: dict[int, tuple] = {}
+
+    def ask(i: int) -> None:
+        started = time.monotonic()
+        status, headers, body = call(server, "POST", "/v1/ask", {"question": questions[i]})
+        results[i] = (status, headers.get("Retry-After"), body, time.monotonic() - started)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(360)
+    assert len(results) == 4 and all(not t.is_alive() for t in threads)  # none hangs
+    busy = [r for r in results.values() if r[0] == 503]
+    answered = [r for r in results.values() if r[0] == 200]
+    assert len(answered) >= 2 and len(busy) >= 1 and len(busy) + len(answered) == 4, results
+    for _status, retry_after, body, seconds in busy:
+        assert int(retry_after) >= 1 and body["error"]["code"] == "busy" and "waiting" in body["error"]["message"]
+        assert seconds < 5  # refused at once
+    queues = call(server, "GET", "/v1/stats")[2]["service"]["models"]["the local model"]
+    assert queues["active"] == 0 and queues["waiting"] == 0
+
+
+def test_the_chat_page_answers_on_the_same_port(server):
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
+    outside: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"])
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(server["url"]) else None)
+        page.goto(f"{server['url']}/docs")
+        page.wait_for_selector(".opblock-summary-path", timeout=60_000)
+        assert "/v1/chat/completions" in page.inner_text("body")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "serve-docs.png"), full_page=True)
+        assert [u for u in outside if not u.startswith("data:")] == []  # the API page loads nothing from outside
+
+        page.goto(server["url"])
+        page.wait_for_selector("input[type=password]", timeout=60_000)  # the API key guards the page too
+        page.screenshot(path=str(ARTIFACTS / "serve-login.png"))
+        assert context.request.post(f"{server['url']}/login", form={"username": "me", "password": KEY}).ok
+        page.goto(server["url"])
+        page.wait_for_selector("#question textarea", timeout=60_000)
+        page.fill("#question textarea", QUESTION)
+        page.click("#send")
+        page.wait_for_selector("#chat [data-testid='bot'] .rag-answer a.cite", timeout=300_000)
+        assert "Dynamic Visual-Token Exit" in page.locator("#sources").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "serve-chat.png"), full_page=True)
+        browser.close()
