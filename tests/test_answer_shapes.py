@@ -20,6 +20,9 @@ from rag.types import Source
         ("Which papers reduce visual tokens to speed up MLLM inference?", Shape.LIST),
         ("compare Symile and GRAM: how do they go beyond pairwise alignment?", Shape.LIST),
         ("papers on web-browsing agents?", Shape.LIST),
+        ("any work on pruning visual tokens layer by layer?", Shape.LIST),  # a topic: the works on it
+        ("what work evaluates whether MLLMs see tiny details?", Shape.LIST),
+        ("Is there any work that drops all visual tokens after one layer?", Shape.EXISTS),  # one paper described
         ("How many languages does the mOSCAR corpus cover?", Shape.NUMBER),
         ("what's the object hallucination drop for rlaif-v 7b?", Shape.NUMBER),
         ("Which method speeds up multimodal LLM inference by merging and pruning tokens?", Shape.WHICH),
