@@ -48,7 +48,7 @@ from rag.evidence import (
 )
 from rag.library import Library
 from rag.llm import ChatModel, LLMError, load_chat_model
-from rag.names import PaperName, paper_name
+from rag.names import PaperName, mentions_name, paper_name
 from rag.prompts import DECLINE_PHRASES, NOT_COVERED, answer_messages, condense_messages
 from rag.questions import Shape, asked_quantity, question_shape
 from rag.retrieval import check_question
@@ -216,6 +216,13 @@ class Assistant:
             reason = f"weak evidence: strength {strength:.3f} < answer.min_score {settings.min_score}"
             return prepared(refusal=reason, refusal_text=self._not_covered([], []))
         candidates = self._read_candidates(standalone, question, vectors[-1], considered, passages)
+        # A question that names papers ("... to train Ola?", "compare Symile and GRAM") is about them, or,
+        # asking for one paper, about a paper that mentions them ("... by distilling from LanguageBind").
+        named = [c for c in candidates if mentions_name(standalone, c.name)]
+        if shape is Shape.LIST and len(named) >= 2:
+            candidates = named
+        elif shape is not Shape.LIST and named:
+            candidates = [c for c in candidates if any(mentions_name(c.text, n.name) for n in named)]
         coverage = check_coverage(standalone, [(c.hit.paper_id, c.text) for c in candidates])
         # A paper far below the best match does not answer because it happens to state a facet ("GPU memory")
         # the best match lacks: papers that answer must also be close to the best match.

@@ -167,3 +167,11 @@ def paper_name(title: str, abstract: str, common: Callable[[str], bool] = _never
             return PaperName(lead.short, spelled_out(spelled.group(1), lead.short) if spelled else None)
         return lead
     return _abstract_name(abstract, common)
+
+
+def mentions_name(question: str, name: PaperName | None) -> bool:
+    """Whether a question names this paper ("How many GPU hours did it take to train Ola?"): its short name
+    as a whole word, in any case (people type 'rlaif-v'). Names under three characters never count."""
+    if name is None or len(name.short) < 3:
+        return False
+    return re.search(rf"(?<![\w-]){re.escape(name.short)}(?![\w-])", question, re.IGNORECASE) is not None

@@ -30,7 +30,8 @@ _LIST = re.compile(
     r"\b(which|what|list|name|any|are there|find|show me|other)\b[^?]{0,40}\b(papers|works|methods|approaches|"
     r"studies|models|benchmarks|datasets|techniques|systems|frameworks|surveys|reviews)\b|^\s*(compare|list)\b|"
     r"\bcompare\b|\b(differ|difference|differences|versus|vs\.?)\b[^?]{0,60}\band\b|\bpapers (on|about|that)\b|"
-    r"\bwho (reports|uses|evaluates|studies)\b|\bwhat work\b|\bany (?:\w+ ){0,2}(?:work|research|literature) (?:on|about|in)\b",
+    r"\bwho (reports|uses|evaluates|studies)\b|\bwhat work\b|"
+    r"\bany (?:\w+ ){0,2}(?:work|research|literature) (?:on|about|in)\b",
     re.I,
 )
 _EXISTS = re.compile(

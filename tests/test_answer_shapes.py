@@ -133,3 +133,13 @@ def test_refusal_names_what_is_missing_and_cites_nothing():
     assert "about video" in text and "**RLAIF-V**" in text and "*Some Title*" in text
     assert "[" not in text
     assert strip_markers("It works [1][2, 3] well [4].") == "It works well."
+
+
+def test_a_question_names_a_paper_by_its_short_name_in_any_case():
+    from rag.names import mentions_name
+
+    assert mentions_name("How many GPU hours did it take to train Ola?", PaperName("Ola"))
+    assert mentions_name("what's the hallucination drop for rlaif-v 7b?", PaperName("RLAIF-V"))
+    assert not mentions_name("what's the drop for RLAIF-V-2?", PaperName("RLAIF-V"))  # another name
+    assert not mentions_name("Is there a solar-powered drone?", PaperName("Solar"[:2]))  # too short to tell
+    assert not mentions_name("any paper at all?", None)
