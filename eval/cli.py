@@ -52,7 +52,6 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     evaluate.set_defaults(handler=run_eval)
 
 
-
 def run_eval(library: Library, args: argparse.Namespace) -> int:
     """`rag eval`: golden-set retrieval or answer evaluation, or a BEIR folder; returns the exit code."""
     out = Path(args.out or library.settings.eval.out)

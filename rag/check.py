@@ -207,9 +207,7 @@ def _catalog(library, indexed) -> list[Finding]:
     if problem:
         damaged = f"the paper catalog {path.name} is damaged ({problem})"
         return [Finding("catalog", damaged, "rebuild it from the index")]
-    in_index = {
-        m.paper_id: (m.paper_hash, m.sources_key) for m in library.store().iter_first_chunk_metadata()
-    }
+    in_index = {m.paper_id: (m.paper_hash, m.sources_key) for m in library.store().iter_first_chunk_metadata()}
     found = []
     lost = sorted(pid for pid in rows if pid not in indexed)
     if lost:

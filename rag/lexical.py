@@ -250,7 +250,6 @@ class PaperCatalog:
         return self._db.execute("SELECT COUNT(*) FROM papers WHERE collection=?", (self.collection,)).fetchone()[0]
 
 
-
 class KeywordIndex:
     """BM25 over the catalog's papers, in memory; `search` returns (paper_id, score), best first."""
 

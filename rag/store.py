@@ -240,8 +240,10 @@ class ChromaStore(ChromaIntegrity):
         )
         embeddings = page["embeddings"] if page["embeddings"] is not None else []
         return [
-            (ChunkMatch(chunk_id, meta["paper_id"], doc, 0.0, ChunkMeta.from_chroma(meta)),
-             np.asarray(vector, dtype=np.float32))  # fmt: skip
+            (
+                ChunkMatch(chunk_id, meta["paper_id"], doc, 0.0, ChunkMeta.from_chroma(meta)),
+                np.asarray(vector, dtype=np.float32),
+            )  # fmt: skip
             for chunk_id, doc, meta, vector in zip(
                 page["ids"], page["documents"] or [], page["metadatas"] or [], embeddings, strict=True
             )
@@ -402,4 +404,3 @@ class ChromaStore(ChromaIntegrity):
                 self.collection.update(ids=ids[start : start + _PAGE], metadatas=metadatas[start : start + _PAGE])
         finally:
             self._announce_write()
-

@@ -83,8 +83,9 @@ def router(service: Service, *, json_limit: int) -> APIRouter:
     async def models():
         return {
             "object": "list",
-            "data": [{"id": m, "object": "model", "created": started, "owned_by": MODEL_PREFIX}
-                     for m in model_ids(service)],  # fmt: skip
+            "data": [
+                {"id": m, "object": "model", "created": started, "owned_by": MODEL_PREFIX} for m in model_ids(service)
+            ],  # fmt: skip
         }
 
     @api.post(
@@ -126,8 +127,14 @@ def router(service: Service, *, json_limit: int) -> APIRouter:
                     "object": "chat.completion",
                     "created": created,
                     "model": body.model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                 "finish_reason": "stop", "logprobs": None}],  # fmt: skip
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": content},
+                            "finish_reason": "stop",
+                            "logprobs": None,
+                        }
+                    ],  # fmt: skip
                     "usage": usage(content),
                     "citations": answer.to_json()["citations"],
                     "paper_rag": answer.to_json(),

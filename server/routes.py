@@ -28,9 +28,17 @@ ANSWER_EXAMPLE = {
     "answer": "Yes — **DyVTE** (dynamic visual-token exit): ... [1].",
     "refused": False,
     "grounded": 1.0,
-    "citations": [{"n": 1, "paper_id": "t:4a32...", "title": "Accelerating Multimodal Large Language Models via "
-                   "Dynamic Visual-Token Exit and the Empirical Findings", "url": None,
-                   "supporting_passage": "...", "supported": True}],  # fmt: skip
+    "citations": [
+        {
+            "n": 1,
+            "paper_id": "t:4a32...",
+            "title": "Accelerating Multimodal Large Language Models via "
+            "Dynamic Visual-Token Exit and the Empirical Findings",
+            "url": None,
+            "supporting_passage": "...",
+            "supported": True,
+        }
+    ],  # fmt: skip
     "sources": [{"paper_id": "t:4a32...", "title": "...", "score": 0.6017}],
     "model": "llamacpp:qwen2.5-coder-0.5b-instruct",
     "timings": {"retrieve_ms": 60.1, "first_token_ms": 900.0, "total_ms": 4000.0},
@@ -54,7 +62,7 @@ def router(service: Service, *, json_limit: int, upload_limit: int, max_files: i
     @api.post(
         "/ask",
         summary="Answer a question, citing the papers",
-        description="Returns exactly the `rag ask --json` object. With `\"stream\": true`: Server-Sent Events, "
+        description='Returns exactly the `rag ask --json` object. With `"stream": true`: Server-Sent Events, '
         "`event: token` (the draft as written) then one `event: answer` carrying the checked answer.",
         responses={200: {"content": {"application/json": {"example": ANSWER_EXAMPLE}, "text/event-stream": {}}}},
         max_body_size=json_limit,
@@ -127,7 +135,7 @@ def router(service: Service, *, json_limit: int, upload_limit: int, max_files: i
         status_code=202,
         summary="Add papers: upload files, or send JSON records; returns a job at once",
         description="`multipart/form-data` with one or more `files` (JSONL, CSV, TXT, BibTeX, RIS, PDF; the chat "
-        "page's size and type limits and name sanitising), or `application/json` `{\"records\": [...]}`. One job "
+        'page\'s size and type limits and name sanitising), or `application/json` `{"records": [...]}`. One job '
         "runs at a time; poll GET /v1/ingest/{job}. Searches keep working and see the papers when it is done.",
         openapi_extra={
             "requestBody": {
@@ -174,4 +182,3 @@ def router(service: Service, *, json_limit: int, upload_limit: int, max_files: i
         return job.to_json()
 
     return api
-

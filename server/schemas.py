@@ -135,6 +135,8 @@ class ErrorBody(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or wrong API key (when one is configured)."},
     422: {"model": ErrorBody, "description": "Bad input: malformed JSON, unknown keys, bad values or filters."},
-    503: {"model": ErrorBody, "description": "The model is busy (its queue is full) or the index is unavailable; "
-          "see the Retry-After header."},  # fmt: skip
+    503: {
+        "model": ErrorBody,
+        "description": "The model is busy (its queue is full) or the index is unavailable; see the Retry-After header.",
+    },  # fmt: skip
 }

@@ -178,8 +178,10 @@ def test_ingest_job_runs_beside_searches_which_see_the_paper_when_it_is_done(ser
         {"abstract": "no title here"},
     ]  # fmt: skip
     job = service.ingest_records(records, "zebras.jsonl")
-    second = service.ingest_records([{"title": "Quantum kale greenhouse yields",
-                                      "abstract": "Kale under quantum dots grows 12% more leaves."}], "kale.jsonl")
+    second = service.ingest_records(
+        [{"title": "Quantum kale greenhouse yields", "abstract": "Kale under quantum dots grows 12% more leaves."}],
+        "kale.jsonl",
+    )
     assert service.jobs.wait(job, 120) and service.jobs.wait(second, 120)
     stop.set()
     searcher.join(30)

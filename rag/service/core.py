@@ -286,4 +286,3 @@ class Service:
 def _model_key(settings: Settings) -> tuple:
     llm = {k: v for k, v in settings.llm.model_dump().items() if k not in _PER_CALL}
     return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in llm.items()))
-

@@ -70,8 +70,12 @@ class IngestJob:
             "state": self.state,
             "files": self.files,
             "refused": self.refused,
-            "progress": {"papers_done": self.papers_done, "papers_total": self.papers_total, "chunks": self.chunks,
-                         "text": self.progress_text},  # fmt: skip
+            "progress": {
+                "papers_done": self.papers_done,
+                "papers_total": self.papers_total,
+                "chunks": self.chunks,
+                "text": self.progress_text,
+            },  # fmt: skip
             "report": None
             if r is None
             else {
