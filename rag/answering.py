@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from rag.answerability import check_coverage
-from rag.chunking import abstract_sentences, tiktoken_counter
+from rag.candidates import Candidate, about_named_papers, answering_papers, choose_papers, evidence_of, read_candidates
+from rag.chunking import tiktoken_counter
 from rag.citations import EvidenceSupport
 from rag.compose import (
     Plan,
@@ -36,19 +36,9 @@ from rag.compose import (
 )
 from rag.config import Settings
 from rag.conversation import HistoryItem, concat_standalone, is_follow_up, refers_back, to_turns
-from rag.evidence import (
-    ScoredSentence,
-    evidence_strength,
-    lexical_overlap,
-    pack_evidence,
-    paper_answer_score,
-    score_sentences,
-    statement_sentence,
-    states_a_figure,
-)
+from rag.evidence import evidence_strength, statement_sentence, states_a_figure
 from rag.library import Library
 from rag.llm import ChatModel, LLMError, load_chat_model
-from rag.names import PaperName, mentions_name, paper_name
 from rag.prompts import DECLINE_PHRASES, NOT_COVERED, answer_messages, condense_messages
 from rag.questions import Shape, asked_quantity, question_shape
 from rag.retrieval import check_question
@@ -60,17 +50,6 @@ __all__ = ["Assistant", "declined"]
 def declined(text: str) -> bool:
     lowered = text.lower()
     return NOT_COVERED.lower().rstrip(".") in lowered or any(p in lowered for p in DECLINE_PHRASES)
-
-
-@dataclass
-class _Candidate:
-    """One retrieved paper, read for answering: its sentences scored against the question."""
-
-    hit: PaperHit
-    sentences: list[ScoredSentence]
-    score: float  # paper_answer_score
-    name: PaperName | None
-    text: str  # title + abstract
 
 
 @dataclass
@@ -87,7 +66,7 @@ class _Prepared:
     retrieve_ms: float
     refusal: str | None = None  # why the question is refused, when it is
     refusal_text: str = ""
-    candidates: list[_Candidate] = field(default_factory=list)  # the considered papers, best answer first
+    candidates: list[Candidate] = field(default_factory=list)  # the considered papers, best answer first
 
 
 class Assistant:
@@ -215,112 +194,33 @@ class Assistant:
         if strength < settings.min_score:  # a refusal needs no evidence
             reason = f"weak evidence: strength {strength:.3f} < answer.min_score {settings.min_score}"
             return prepared(refusal=reason, refusal_text=self._not_covered([], []))
-        candidates = self._read_candidates(standalone, question, vectors[-1], considered, passages)
-        # A question that names papers ("... to train Ola?", "compare Symile and GRAM") is about them, or,
-        # asking for one paper, about a paper that mentions them ("... by distilling from LanguageBind").
-        named = [c for c in candidates if mentions_name(standalone, c.name)]
-        if shape is Shape.LIST and len(named) >= 2:
-            candidates = named
-        elif shape is not Shape.LIST and named:
-            candidates = [c for c in candidates if any(mentions_name(c.text, n.name) for n in named)]
-        coverage = check_coverage(standalone, [(c.hit.paper_id, c.text) for c in candidates])
-        # A paper far below the best match does not answer because it happens to state a facet ("GPU memory")
-        # the best match lacks: papers that answer must also be close to the best match.
+        self._remember(store.sentence_vectors([h.paper_id for h in considered]))
+        keywords = self.library.retriever().keyword_index()
+        weights = (settings.rank_lexical_weight, settings.rank_sentence_weight)
+        candidates = read_candidates(standalone, question, vectors[-1], considered, passages,
+                                     embed=self._embed_cached, keywords=keywords, weights=weights)  # fmt: skip
+        candidates = about_named_papers(standalone, shape, candidates)
         margin = settings.list_margin if shape is Shape.LIST else settings.cover_margin
-        close = [c for c in candidates if c.score >= candidates[0].score - margin]
-        answering = [c for c in close if coverage.answers(coverage.missing_by_paper[c.hit.paper_id])]
+        answering, near = answering_papers(standalone, candidates, margin)
         if not answering:
-            # Name what the close papers lack: a paper far down the list may state every facet without answering.
-            near = coverage.among([c.hit.paper_id for c in close])
             missing = near.least_missing()
             reason = "no retrieved paper states " + ", ".join(f.name for f in missing)
             return prepared(refusal=reason, refusal_text=self._not_covered(near.missing_everywhere() or missing,
                                                                            candidates))  # fmt: skip
-        chosen = self._choose(shape, answering)
+        chosen = choose_papers(shape, answering, settings)
         wants_number = shape is Shape.NUMBER
         if wants_number and not any(states_a_figure(s.text) for s in chosen[0].sentences):
             text = no_figure_text(chosen[0].name, chosen[0].hit.title)
             return prepared(refusal="the closest paper's abstract states no number", refusal_text=text)
         quantity = asked_quantity(question) if wants_number else ""
-        sources = self._evidence(chosen, wants_number, quantity)
+        sources = evidence_of(chosen, wants_number, quantity, settings, self._count_tokens)
         points = [
             Point(source, candidate.name, statement_sentence(candidate.sentences, wants_number, quantity))
             for source, candidate in zip(sources, chosen, strict=True)
         ]
         return prepared(sources=sources, plan=plan_answer(shape, points), candidates=candidates)
 
-    def _read_candidates(
-        self,
-        standalone: str,
-        question: str,
-        question_vector: np.ndarray,
-        considered: Sequence[PaperHit],
-        passages: Mapping[str, list[str]],
-    ) -> list[_Candidate]:
-        """The considered papers with their sentences scored, best answer first."""
-        sentences = [abstract_sentences(passages.get(h.paper_id, [h.passage])) for h in considered]
-        self._remember(self.library.store().sentence_vectors([h.paper_id for h in considered]))
-        # Evidence is scored against the question as asked: for a follow-up ("its accuracy?") the new
-        # part is what the sentences must match; the earlier turn already chose the papers.
-        scored = score_sentences(question, question_vector, sentences, self._embed_cached)
-        by_paper: dict[int, list[ScoredSentence]] = {}
-        for sentence in scored:
-            by_paper.setdefault(sentence.paper_index, []).append(sentence)
-        weights = (self.settings.answer.rank_lexical_weight, self.settings.answer.rank_sentence_weight)
-        keywords = self.library.retriever().keyword_index()
-        common_at = max(5, int(0.02 * max(1, len(keywords))))
-
-        def common(words: str) -> bool:
-            return keywords.document_frequency(words) > common_at
-
-        candidates = []
-        for index, hit in enumerate(considered):
-            text = f"{hit.title} {' '.join(sentences[index])}"
-            own = by_paper.get(index, [])
-            best = max((s.score for s in own), default=0.0)
-            score = paper_answer_score(hit.fused, lexical_overlap(standalone, text), best, weights)
-            candidates.append(_Candidate(hit, own, score, paper_name(hit.title, " ".join(sentences[index]), common),
-                                         text))  # fmt: skip
-        return sorted(candidates, key=lambda c: c.score, reverse=True)
-
-    def _choose(self, shape: Shape, answering: list[_Candidate]) -> list[_Candidate]:
-        """The papers an answer rests on: the best, or for a list every paper close enough to the best."""
-        settings = self.settings.answer
-        best = answering[0]
-        if shape is Shape.LIST:
-            return [c for c in answering if c.score >= best.score - settings.list_margin][: settings.list_papers]
-        if settings.related_margin is not None:
-            related = [c for c in answering[1:] if c.score >= best.score - settings.related_margin]
-            return [best, *related[:1]]
-        return [best]
-
-    def _evidence(self, chosen: Sequence[_Candidate], wants_number: bool, quantity: str) -> list[Source]:
-        """The chosen papers' evidence, numbered in answer order; each keeps the sentence its statement quotes."""
-        settings = self.settings.answer
-        hits = [c.hit for c in chosen]
-        scored = [replace(s, paper_index=i) for i, c in enumerate(chosen) for s in c.sentences]
-        sources = pack_evidence(
-            hits,
-            scored,
-            budget_tokens=settings.evidence_tokens,
-            per_paper=settings.sentences_per_paper,
-            top_paper=settings.top_paper_sentences,
-            count_tokens=self._count_tokens,
-        )
-        by_paper = {s.paper_id: s for s in sources}
-        out = []
-        for n, candidate in enumerate(chosen, start=1):
-            statement = statement_sentence(candidate.sentences, wants_number, quantity)
-            source = by_paper.get(candidate.hit.paper_id) or Source(
-                0, candidate.hit.paper_id, candidate.hit.title, candidate.hit.score, [], candidate.hit.url,
-                list(candidate.hit.sources),
-            )  # fmt: skip
-            kept = source.sentences if statement in source.sentences else [*source.sentences, statement]
-            order = {s.text: s.position for s in candidate.sentences}
-            out.append(replace(source, n=n, sentences=sorted(kept, key=lambda t: order.get(t, 0))))
-        return out
-
-    def _not_covered(self, missing, candidates: Sequence[_Candidate]) -> str:
+    def _not_covered(self, missing, candidates: Sequence[Candidate]) -> str:
         return not_covered_text(missing, [(c.name, c.hit.title) for c in candidates])
 
     def _condense(self, question: str, turns: list[Turn]) -> str:

@@ -1,0 +1,141 @@
+"""Reading the retrieved papers for an answer: which of them answer, and the evidence each gives.
+
+Retrieval ranks papers by similarity; an answer needs the papers that *answer*. Every considered paper
+is read whole (all its abstract sentences scored against the question), ranked by an answer score,
+narrowed to the papers the question names, checked for the facets it asks about (rag.answerability),
+and the chosen ones get their evidence packed, each keeping the sentence its statement quotes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from rag.answerability import Coverage, check_coverage
+from rag.chunking import abstract_sentences
+from rag.config import AnswerSettings
+from rag.evidence import (
+    ScoredSentence,
+    lexical_overlap,
+    pack_evidence,
+    paper_answer_score,
+    score_sentences,
+    statement_sentence,
+)
+from rag.lexical import KeywordIndex
+from rag.names import PaperName, mentions_name, paper_name
+from rag.questions import Shape
+from rag.types import PaperHit, Source
+
+
+@dataclass
+class Candidate:
+    """One retrieved paper, read for answering: its sentences scored against the question."""
+
+    hit: PaperHit
+    sentences: list[ScoredSentence]
+    score: float  # paper_answer_score
+    name: PaperName | None
+    text: str  # title + abstract
+
+
+def read_candidates(
+    standalone: str,
+    question: str,
+    question_vector: np.ndarray,
+    considered: Sequence[PaperHit],
+    passages: Mapping[str, list[str]],
+    *,
+    embed: Callable[[Sequence[str]], np.ndarray],
+    keywords: KeywordIndex,
+    weights: tuple[float, float],
+) -> list[Candidate]:
+    """The considered papers with their sentences scored, best answer first."""
+    sentences = [abstract_sentences(passages.get(h.paper_id, [h.passage])) for h in considered]
+    # Evidence is scored against the question as asked: for a follow-up ("its accuracy?") the new
+    # part is what the sentences must match; the earlier turn already chose the papers.
+    scored = score_sentences(question, question_vector, sentences, embed)
+    by_paper: dict[int, list[ScoredSentence]] = {}
+    for sentence in scored:
+        by_paper.setdefault(sentence.paper_index, []).append(sentence)
+    common_at = max(5, int(0.02 * max(1, len(keywords))))
+
+    def common(words: str) -> bool:
+        return keywords.document_frequency(words) > common_at
+
+    candidates = []
+    for index, hit in enumerate(considered):
+        text = f"{hit.title} {' '.join(sentences[index])}"
+        own = by_paper.get(index, [])
+        best = max((s.score for s in own), default=0.0)
+        score = paper_answer_score(hit.fused, lexical_overlap(standalone, text), best, weights)
+        name = paper_name(hit.title, " ".join(sentences[index]), common)
+        candidates.append(Candidate(hit, own, score, name, text))
+    return sorted(candidates, key=lambda c: c.score, reverse=True)
+
+
+def about_named_papers(question: str, shape: Shape, candidates: list[Candidate]) -> list[Candidate]:
+    """A question that names papers ("... to train Ola?", "compare Symile and GRAM") is about them, or,
+    asking for one paper, about a paper that mentions them ("... by distilling from LanguageBind")."""
+    named = [c for c in candidates if mentions_name(question, c.name)]
+    if shape is Shape.LIST:
+        return named if len(named) >= 2 else candidates
+    if not named:
+        return candidates
+    return [c for c in candidates if any(mentions_name(c.text, n.name) for n in named)]
+
+
+def answering_papers(question: str, candidates: list[Candidate], margin: float) -> tuple[list[Candidate], Coverage]:
+    """The candidates that answer: close to the best match (a paper far below it does not answer because it
+    happens to state a facet, "GPU memory", the best match lacks) and stating every asked facet. Also the
+    facet check over the close papers, which names what they lack when none answers (a paper far down the
+    list may state every facet without answering)."""
+    coverage = check_coverage(question, [(c.hit.paper_id, c.text) for c in candidates])
+    close = [c for c in candidates if c.score >= candidates[0].score - margin]
+    answering = [c for c in close if coverage.answers(coverage.missing_by_paper[c.hit.paper_id])]
+    return answering, coverage.among([c.hit.paper_id for c in close])
+
+
+def choose_papers(shape: Shape, answering: list[Candidate], settings: AnswerSettings) -> list[Candidate]:
+    """The papers an answer rests on: the best, or for a list every paper close enough to the best."""
+    best = answering[0]
+    if shape is Shape.LIST:
+        return [c for c in answering if c.score >= best.score - settings.list_margin][: settings.list_papers]
+    if settings.related_margin is not None:
+        related = [c for c in answering[1:] if c.score >= best.score - settings.related_margin]
+        return [best, *related[:1]]
+    return [best]
+
+
+def evidence_of(
+    chosen: Sequence[Candidate],
+    wants_number: bool,
+    quantity: str,
+    settings: AnswerSettings,
+    count_tokens: Callable[[str], int],
+) -> list[Source]:
+    """The chosen papers' evidence, numbered in answer order; each keeps the sentence its statement quotes."""
+    hits = [c.hit for c in chosen]
+    scored = [replace(s, paper_index=i) for i, c in enumerate(chosen) for s in c.sentences]
+    sources = pack_evidence(
+        hits,
+        scored,
+        budget_tokens=settings.evidence_tokens,
+        per_paper=settings.sentences_per_paper,
+        top_paper=settings.top_paper_sentences,
+        count_tokens=count_tokens,
+    )
+    by_paper = {s.paper_id: s for s in sources}
+    out = []
+    for n, candidate in enumerate(chosen, start=1):
+        statement = statement_sentence(candidate.sentences, wants_number, quantity)
+        hit = candidate.hit
+        source = by_paper.get(hit.paper_id) or Source(
+            0, hit.paper_id, hit.title, hit.score, [], hit.url, list(hit.sources)
+        )
+        kept = source.sentences if statement in source.sentences else [*source.sentences, statement]
+        order = {s.text: s.position for s in candidate.sentences}
+        out.append(replace(source, n=n, sentences=sorted(kept, key=lambda t: order.get(t, 0))))
+    return out
