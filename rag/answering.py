@@ -168,19 +168,21 @@ class Assistant:
         standalone = self._condense(question, turns) if follow_up else question
         retriever = self.library.retriever()
         vectors = self.library.embedder.embed([standalone, question] if standalone != question else [question])
-        k = max(self.settings.retrieval.k, settings.papers)
+        shape = question_shape(question)
+        # A list reads further down the ranking: the works on a topic are many and alike.
+        papers = settings.list_considered if shape is Shape.LIST else settings.papers
+        k = max(self.settings.retrieval.k, papers)
         hits = retriever.search_vector(standalone, vectors[0], k=k)
         kept: list[PaperHit] = []
         if follow_up and turns[-1].paper_ids:
             earlier = list(dict.fromkeys(turns[-1].paper_ids))
             kept = retriever.search_vector(standalone, vectors[0], k=len(earlier), only=earlier)
             hits = kept + [h for h in hits if h.paper_id not in earlier]
-        considered = hits[: settings.papers]
+        considered = hits[:papers]
         if follow_up and refers_back(question):
             # "its model", "that paper": the question is about what the conversation was already on, the
             # papers the last answer cited or else the one paper the joined question ranks first.
             considered = hits[: max(1, len(kept))]
-        shape = question_shape(question)
         store = self.library.store()
         passages = store.passages_of([h.paper_id for h in considered])
 

@@ -230,6 +230,7 @@ class AnswerSettings(_Section):
         10, ge=1, description="Retrieved papers considered for an answer; the answer uses those that answer."
     )
     list_papers: int = Field(8, ge=1, description="Most papers in a list answer ('which papers ...').")
+    list_considered: int = Field(15, ge=1, description="Retrieved papers a list question reads (dev split).")
     list_margin: float = Field(
         0.35,
         ge=0,
