@@ -36,7 +36,7 @@ from rag.compose import (
 )
 from rag.config import Settings
 from rag.conversation import HistoryItem, concat_standalone, is_follow_up, refers_back, to_turns
-from rag.evidence import evidence_strength, statement_sentence, states_a_figure
+from rag.evidence import evidence_strength, states_a_figure
 from rag.library import Library
 from rag.llm import ChatModel, LLMError, load_chat_model
 from rag.prompts import DECLINE_PHRASES, NOT_COVERED, answer_messages, condense_messages
@@ -197,7 +197,7 @@ class Assistant:
             reason = f"weak evidence: strength {strength:.3f} < answer.min_score {settings.min_score}"
             return prepared(refusal=reason, refusal_text=self._not_covered([], []))
         self._remember(store.sentence_vectors([h.paper_id for h in considered]))
-        keywords = self.library.retriever().keyword_index()
+        keywords = retriever.keyword_index()
         weights = (settings.rank_lexical_weight, settings.rank_sentence_weight)
         candidates = read_candidates(standalone, question, vectors[-1], considered, passages,
                                      embed=self._embed_cached, keywords=keywords, weights=weights)  # fmt: skip
@@ -215,10 +215,10 @@ class Assistant:
             text = no_figure_text(chosen[0].name, chosen[0].hit.title)
             return prepared(refusal="the closest paper's abstract states no number", refusal_text=text)
         quantity = asked_quantity(question) if wants_number else ""
-        sources = evidence_of(chosen, wants_number, quantity, settings, self._count_tokens)
+        sources, statements = evidence_of(chosen, wants_number, quantity, settings, self._count_tokens)
         points = [
-            Point(source, candidate.name, statement_sentence(candidate.sentences, wants_number, quantity))
-            for source, candidate in zip(sources, chosen, strict=True)
+            Point(source, candidate.name, statement)
+            for source, candidate, statement in zip(sources, chosen, statements, strict=True)
         ]
         return prepared(sources=sources, plan=plan_answer(shape, points), candidates=candidates)
 

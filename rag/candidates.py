@@ -115,8 +115,9 @@ def evidence_of(
     quantity: str,
     settings: AnswerSettings,
     count_tokens: Callable[[str], int],
-) -> list[Source]:
-    """The chosen papers' evidence, numbered in answer order; each keeps the sentence its statement quotes."""
+) -> tuple[list[Source], list[str]]:
+    """The chosen papers' evidence, numbered in answer order, and each paper's statement: the sentence that
+    best states what was asked, which its evidence keeps."""
     hits = [c.hit for c in chosen]
     scored = [replace(s, paper_index=i) for i, c in enumerate(chosen) for s in c.sentences]
     sources = pack_evidence(
@@ -128,7 +129,7 @@ def evidence_of(
         count_tokens=count_tokens,
     )
     by_paper = {s.paper_id: s for s in sources}
-    out = []
+    out, statements = [], []
     for n, candidate in enumerate(chosen, start=1):
         statement = statement_sentence(candidate.sentences, wants_number, quantity)
         hit = candidate.hit
@@ -138,4 +139,5 @@ def evidence_of(
         kept = source.sentences if statement in source.sentences else [*source.sentences, statement]
         order = {s.text: s.position for s in candidate.sentences}
         out.append(replace(source, n=n, sentences=sorted(kept, key=lambda t: order.get(t, 0))))
-    return out
+        statements.append(statement)
+    return out, statements
