@@ -255,7 +255,7 @@ def statement_sentence(scored: Sequence[ScoredSentence], wants_number: bool, qua
     if not pool:
         return ""
 
-    def weight(sentence) -> float:
+    def weight(sentence: ScoredSentence) -> float:
         bonus = QUANTITY_BONUS if quantity and states_quantity(sentence.text, quantity) else 0.0
         return sentence.score + bonus
 

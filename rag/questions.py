@@ -62,7 +62,7 @@ def question_shape(question: str) -> Shape:
 
 _QUANTITY = re.compile(
     r"\bhow (?:many|much)\s+((?:[\w-]+\s+){0,3}?[\w-]+?)(?=\s+(?:does|do|did|is|are|was|were|has|have|had|can|"
-    r"could|will|would|in|of|on|for|from|at|by|with|does|it|they|their|its|the|there)\b|\s*[?,.]|$)"
+    r"could|will|would|in|of|on|for|from|at|by|with|it|they|their|its|the|there)\b|\s*[?,.]|$)"
     r"|\bnumber of\s+((?:[\w-]+\s+){0,2}[\w-]+)"
     r"|\bwhat(?:'s| is| was)?\s+(?:the |its |their )?((?:[\w-]+\s+){0,3}?(?:accuracy|score|auc|f1|map|bleu|error|rate|"
     r"percentage|share|ratio|gain|improvement|speed-?up|reduction|drop|margin|size|latency))\b",
