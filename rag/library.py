@@ -192,7 +192,7 @@ class Library:
         rerank: bool | None = None,
     ) -> list[PaperHit]:
         """Ranked papers; `where` takes filters like ["source=000_*.txt", "date>=2024-01"]."""
-        return self.retriever().search(question, k=k, where=where, mode=mode, rerank=rerank)
+        return self.search_result(question, k, where, mode=mode, rerank=rerank).hits
 
     def search_result(
         self,

@@ -15,6 +15,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+# The questions the load tests (chat page, rag serve) put to a server, round robin.
+LOAD_QUESTIONS = [
+    "Is there work that drops all visual tokens partway through an MLLM?",
+    "How many languages does the mOSCAR corpus cover?",
+    "Is there a benchmark for matching objects across images for MLLMs?",
+    "How can visual token pruning speed up multimodal models?",
+    "What datasets are used for multimodal entity linking?",
+]
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -17,27 +17,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.servers import listening_addresses, start_rag_serve, stop
+from tests.servers import LOAD_QUESTIONS as QUESTIONS
+from tests.servers import listening_addresses, rss_mb, start_rag_serve, stop
 
 pytestmark = pytest.mark.slow
 
 ARTIFACTS = Path(os.environ.get("RAG_TEST_ARTIFACTS", REPO / "test-artifacts"))
 CLIENTS = 20
 SECONDS = 60
-QUESTIONS = [
-    "Is there work that drops all visual tokens partway through an MLLM?",
-    "How many languages does the mOSCAR corpus cover?",
-    "Is there a benchmark for matching objects across images for MLLMs?",
-    "How can visual token pruning speed up multimodal models?",
-    "What datasets are used for multimodal entity linking?",
-]
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -97,7 +84,7 @@ def test_twenty_clients_for_a_minute_on_search_and_extractive_ask_without_errors
 
     def sample_memory() -> None:
         while time.monotonic() < stop_at + 1:
-            memory.append((time.monotonic() - started, _rss_mb(server["process"].pid)))
+            memory.append((time.monotonic() - started, rss_mb(server["process"].pid)))
             time.sleep(1)
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]

@@ -22,32 +22,19 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.servers import listening_addresses, start_rag_ui, stop
+from tests.servers import LOAD_QUESTIONS as QUESTIONS
+from tests.servers import listening_addresses, rss_mb, start_rag_ui, stop
 
 pytestmark = pytest.mark.slow
 
 ARTIFACTS = Path(os.environ.get("RAG_TEST_ARTIFACTS", REPO / "test-artifacts"))
 USERS = 20
 SECONDS = 60
-QUESTIONS = [
-    "Is there work that drops all visual tokens partway through an MLLM?",
-    "How many languages does the mOSCAR corpus cover?",
-    "Is there a benchmark for matching objects across images for MLLMs?",
-    "How can visual token pruning speed up multimodal models?",
-    "What datasets are used for multimodal entity linking?",
-]
 
 
 def _request(question: str) -> tuple:
     """The chat event's inputs: question, chat so far, profile, sources, retrieval mode, rerank, filters."""
     return (question, [], "extractive", 3, "hybrid", False, "")
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +74,7 @@ def test_twenty_users_for_a_minute_no_errors_and_flat_memory(index_copy, tmp_pat
 
         def sample_memory() -> None:
             while time.monotonic() < stop_at + 2:
-                memory.append((time.monotonic() - started, _rss_mb(process.pid)))
+                memory.append((time.monotonic() - started, rss_mb(process.pid)))
                 time.sleep(1)
 
         threads = [threading.Thread(target=user, args=(n,)) for n in range(USERS)]
