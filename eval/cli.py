@@ -14,6 +14,7 @@ from pathlib import Path
 
 from eval import runner
 from eval.beir import beir_table, load_beir, run_beir
+from eval.collections import SPLIT_COLLECTION, ensure_index
 from eval.report import write_report
 from rag.cli import EXIT_OK, EXIT_PARTIAL, ingest_progress
 from rag.errors import RagError
@@ -28,9 +29,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     evaluate.add_argument("--golden", type=Path, help="golden JSONL (default: eval.golden, else the --split set)")
     evaluate.add_argument(
         "--split",
-        choices=("dev", "test"),
+        choices=tuple(runner.GOLDEN_SPLITS),
         default="dev",
-        help="built-in golden split: dev (tune on it) or test (report only; never tune on it)",
+        help="golden split: dev (tune on it) or test (report only; never tune on it) over the built-in corpus; "
+        "scifact-dev / scifact-test over 300 biomedical abstracts (indexed on first use, see eval/collections.py)",
     )
     evaluate.add_argument(
         "--beir", type=Path, metavar="DIR", help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)"
@@ -52,6 +54,15 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     evaluate.set_defaults(handler=run_eval)
 
 
+def _answer_overrides(args: argparse.Namespace) -> dict[str, object]:
+    overrides: dict[str, object] = {}
+    if getattr(args, "extractive", False):
+        overrides["answer.mode"] = "extractive"
+    if getattr(args, "model", None):
+        overrides["llm.model"] = args.model
+    return overrides
+
+
 def run_eval(library: Library, args: argparse.Namespace) -> int:
     """`rag eval`: golden-set retrieval or answer evaluation, or a BEIR folder; returns the exit code."""
     out = Path(args.out or library.settings.eval.out)
@@ -60,6 +71,11 @@ def run_eval(library: Library, args: argparse.Namespace) -> int:
     golden = Path(args.golden or library.settings.eval.golden or runner.default_golden(args.split))
     if not golden.exists():
         raise RagError(f"golden set {golden} does not exist")
+    collection = SPLIT_COLLECTION.get(args.split)
+    if collection and not (args.golden or library.settings.eval.golden or args.index):
+        # The split is asked over its own collection: the same settings, that collection's index.
+        index = ensure_index(collection)
+        library = Library.from_config(args.profile, overrides={"index.path": str(index), **_answer_overrides(args)})
     thresholds = dict(library.settings.eval.fail_under)
     for spec in args.fail_under:
         name, _, value = spec.partition("=")

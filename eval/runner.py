@@ -16,7 +16,7 @@ from pathlib import Path
 
 from eval.harness import GOLDEN_SPLITS, answer_item, load_golden
 from eval.metrics import KINDS, GoldenItem, ItemScore, score_retrieval, summarize, summarize_retrieval
-from rag.conversation import concat_standalone
+from rag.answer.conversation import concat_standalone
 from rag.types import Turn
 
 PARTIAL = "partial.jsonl"

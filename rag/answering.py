@@ -17,14 +17,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rag.candidates import Candidate, about_named_papers, answering_papers, choose_papers, evidence_of, read_candidates
-from rag.chunking import tiktoken_counter
-from rag.citations import EvidenceSupport
-from rag.compose import (
+from rag.answer.candidates import (
+    Candidate,
+    about_named_papers,
+    choose_papers,
+    evidence_of,
+    read_candidates,
+)
+from rag.answer.compose import (
     Plan,
     Point,
     extractive_text,
@@ -34,13 +39,17 @@ from rag.compose import (
     slot_text,
     statement_sentences,
 )
+from rag.answer.conversation import HistoryItem, concat_standalone, is_follow_up, refers_back, to_turns
+from rag.answer.evidence import states_a_figure
+from rag.answer.judge import Verdict, decide, judge_candidates, load_weights, missing_phrase
+from rag.answer.model_judge import ModelJudge
+from rag.answer.question import Reading, Shape, read_question
+from rag.answer.verify import EvidenceSupport
+from rag.chunking import tiktoken_counter
 from rag.config import Settings
-from rag.conversation import HistoryItem, concat_standalone, is_follow_up, refers_back, to_turns
-from rag.evidence import evidence_strength, states_a_figure
 from rag.library import Library
 from rag.llm import ChatModel, LLMError, load_chat_model
 from rag.prompts import DECLINE_PHRASES, NOT_COVERED, answer_messages, condense_messages
-from rag.questions import Shape, asked_quantity, question_shape
 from rag.retrieval import check_question
 from rag.types import Answer, AnswerSentence, Citation, PaperHit, Source, Turn
 
@@ -54,11 +63,9 @@ def declined(text: str) -> bool:
 
 @dataclass
 class _Prepared:
-    """What every answer mode shares: the question, what it asks for, and the papers the answer rests on."""
+    """What every answer mode shares: the question as read, and the papers the answer rests on."""
 
-    question: str
-    standalone: str
-    shape: Shape
+    reading: Reading
     hits: list[PaperHit]
     sources: list[Source]  # numbered evidence of the answering papers, best first
     plan: Plan
@@ -66,7 +73,20 @@ class _Prepared:
     retrieve_ms: float
     refusal: str | None = None  # why the question is refused, when it is
     refusal_text: str = ""
-    candidates: list[Candidate] = field(default_factory=list)  # the considered papers, best answer first
+    candidates: list[Candidate] = field(default_factory=list)  # the considered papers, most likely answer first
+    verdict: Verdict | None = None
+
+    @property
+    def question(self) -> str:
+        return self.reading.question
+
+    @property
+    def standalone(self) -> str:
+        return self.reading.standalone
+
+    @property
+    def shape(self) -> Shape:
+        return self.reading.shape
 
 
 class Assistant:
@@ -78,6 +98,8 @@ class Assistant:
         self.chat_model = chat_model
         self._count_tokens = tiktoken_counter()
         self._sentence_vectors: dict[str, np.ndarray] = {}  # abstracts' sentences recur across questions
+        self._judge_weights = load_weights()
+        self._model_judge: ModelJudge | None = None
 
     def _remember(self, vectors: Mapping[str, np.ndarray]) -> None:
         if len(self._sentence_vectors) > 50_000:
@@ -140,6 +162,11 @@ class Assistant:
         assert final is not None
         return final
 
+    def candidates(self, question: str, history: Sequence[HistoryItem] = ()) -> list[Candidate]:
+        """The papers considered for a question as the judge read them (features, probability of answering),
+        most likely to answer first: why an answer names the papers it names, or refuses."""
+        return self._prepare(question, to_turns(history)).candidates
+
     def stream(self, question: str, history: Sequence[HistoryItem] = ()) -> Iterator[str | Answer]:
         """Yield the answer's text as it is written, then the checked `Answer`.
 
@@ -167,10 +194,11 @@ class Assistant:
         follow_up = bool(turns) and is_follow_up(question)
         standalone = self._condense(question, turns) if follow_up else question
         retriever = self.library.retriever()
+        keywords = retriever.keyword_index()
+        reading = read_question(question, standalone, keywords, follow_up=follow_up, refers_back=refers_back(question))
         vectors = self.library.embedder.embed([standalone, question] if standalone != question else [question])
-        shape = question_shape(question)
         # A list reads further down the ranking: the works on a topic are many and alike.
-        papers = settings.list_considered if shape is Shape.LIST else settings.papers
+        papers = settings.list_considered if reading.shape is Shape.LIST else settings.papers
         k = max(self.settings.retrieval.k, papers)
         hits = retriever.search_vector(standalone, vectors[0], k=k)
         kept: list[PaperHit] = []
@@ -179,7 +207,7 @@ class Assistant:
             kept = retriever.search_vector(standalone, vectors[0], k=len(earlier), only=earlier)
             hits = kept + [h for h in hits if h.paper_id not in earlier]
         considered = hits[:papers]
-        if follow_up and refers_back(question):
+        if reading.refers_back:
             # "its model", "that paper": the question is about what the conversation was already on, the
             # papers the last answer cited or else the one paper the joined question ranks first.
             considered = hits[: max(1, len(kept))]
@@ -189,40 +217,52 @@ class Assistant:
         def prepared(**fields) -> _Prepared:
             retrieve_ms = (time.perf_counter() - started) * 1000
             base = dict(sources=[], plan=Plan("", []))
-            return _Prepared(question, standalone, shape, hits, started=started, retrieve_ms=retrieve_ms,
-                             **(base | fields))  # fmt: skip
+            return _Prepared(reading, hits, started=started, retrieve_ms=retrieve_ms, **(base | fields))
 
-        strength = max(evidence_strength(q, considered[:3], passages) for q in {question, standalone})
-        if strength < settings.min_score:  # a refusal needs no evidence
-            reason = f"weak evidence: strength {strength:.3f} < answer.min_score {settings.min_score}"
-            return prepared(refusal=reason, refusal_text=self._not_covered([], []))
+        if not considered:
+            return prepared(refusal="the index returned no papers", refusal_text=self._not_covered("", []))
         self._remember(store.sentence_vectors([h.paper_id for h in considered]))
-        keywords = retriever.keyword_index()
         weights = (settings.rank_lexical_weight, settings.rank_sentence_weight)
         candidates = read_candidates(standalone, question, vectors[-1], considered, passages,
                                      embed=self._embed_cached, keywords=keywords, weights=weights)  # fmt: skip
-        candidates = about_named_papers(standalone, shape, candidates)
-        margin = settings.list_margin if shape is Shape.LIST else settings.cover_margin
-        answering, near = answering_papers(standalone, candidates, margin)
-        if not answering:
-            missing = near.least_missing()
-            reason = "no retrieved paper states " + ", ".join(f.name for f in missing)
-            return prepared(refusal=reason, refusal_text=self._not_covered(near.missing_everywhere() or missing,
-                                                                           candidates))  # fmt: skip
-        chosen = choose_papers(shape, answering, settings)
-        wants_number = shape is Shape.NUMBER
+        candidates = about_named_papers(standalone, reading.shape, candidates)
+        verdict = self._judge(reading, candidates)
+        candidates = verdict.candidates
+        if not verdict.answering:
+            nearest = candidates[0]
+            lacking = missing_phrase(reading.terms, nearest.features.missing if nearest.features else ())
+            reason = f"no candidate answers ({verdict.reason})"
+            if lacking:
+                reason += f"; the nearest lacks: {lacking}"
+            return prepared(refusal=reason, refusal_text=self._not_covered(lacking, candidates),
+                            candidates=candidates, verdict=verdict)  # fmt: skip
+        chosen = choose_papers(reading.shape, verdict.answering, settings)
+        wants_number = reading.shape is Shape.NUMBER
         if wants_number and not any(states_a_figure(s.text) for s in chosen[0].sentences):
             text = no_figure_text(chosen[0].name, chosen[0].hit.title)
-            return prepared(refusal="the closest paper's abstract states no number", refusal_text=text)
-        quantity = asked_quantity(question) if wants_number else ""
-        sources, statements = evidence_of(chosen, wants_number, quantity, settings, self._count_tokens)
+            return prepared(refusal="the closest paper's abstract states no number", refusal_text=text,
+                            candidates=candidates, verdict=verdict)  # fmt: skip
+        sources, statements = evidence_of(chosen, wants_number, reading.quantity, settings, self._count_tokens)
         points = [
             Point(source, candidate.name, statement)
             for source, candidate, statement in zip(sources, chosen, statements, strict=True)
         ]
-        return prepared(sources=sources, plan=plan_answer(shape, points), candidates=candidates)
+        plan = plan_answer(reading.shape, points)
+        return prepared(sources=sources, plan=plan, candidates=candidates, verdict=verdict)
 
-    def _not_covered(self, missing, candidates: Sequence[Candidate]) -> str:
+    def _judge(self, reading: Reading, candidates: list[Candidate]) -> Verdict:
+        settings = self.settings.answer
+        judged = judge_candidates(reading.terms, candidates, self._judge_weights)
+        model = self._judge_model() if settings.judge_model else None
+        return decide(reading, judged, settings, self._judge_weights, model)
+
+    def _judge_model(self) -> ModelJudge | None:
+        if self._model_judge is None:
+            llm = self.settings.llm
+            self._model_judge = ModelJudge(self.settings.answer.judge_model, Path(llm.model_dir), llm.n_threads)
+        return self._model_judge
+
+    def _not_covered(self, missing: str, candidates: Sequence[Candidate]) -> str:
         return not_covered_text(missing, [(c.name, c.hit.title) for c in candidates])
 
     def _condense(self, question: str, turns: list[Turn]) -> str:
@@ -274,7 +314,7 @@ class Assistant:
             if index == 0 and pieces and declined("".join(pieces)):
                 # The model read the best paper's evidence and says it does not answer: an honest refusal.
                 refusal = replace(prepared, refusal="the model found no answer in the evidence",
-                                  refusal_text=self._not_covered([], prepared.candidates))  # fmt: skip
+                                  refusal_text=self._not_covered("", prepared.candidates))  # fmt: skip
                 answer = self._refusal(refusal)
                 answer.timings = self._timings(prepared, first_token_ms, first_model_ms)
                 yield answer
@@ -322,11 +362,17 @@ class Assistant:
         by_n = {s.n: s for s in prepared.sources}
         citations: dict[int, Citation] = {}
         sentences = []
+        support = EvidenceSupport(self._embed_cached)
+        threshold = self.settings.answer.support_threshold
         for slot, statement in zip(plan.slots, statements, strict=True):
             source = by_n[slot.n]
-            sentences.append(AnswerSentence(statement, [slot.n], True, 1.0))
+            # Measured, not assumed: the statement against its own paper's evidence (a quoted evidence sentence
+            # scores ~1; a model's words score what the evidence supports of them).
+            score = support([statement], [source])[0][0] if statement.strip() else 0.0
+            sentences.append(AnswerSentence(statement, [slot.n], score >= threshold, round(score, 3)))
             if slot.n not in citations:
-                citations[slot.n] = Citation(slot.n, source.paper_id, source.title, source.url, slot.fallback, True)
+                citations[slot.n] = Citation(slot.n, source.paper_id, source.title, source.url, slot.fallback,
+                                             sentences[-1].supported)  # fmt: skip
         model = self.model_name if mode == "generate" else (
             "extractive" if mode == "extractive" else f"{self.model_name} -> extractive"
         )  # fmt: skip
@@ -335,7 +381,7 @@ class Assistant:
             standalone_question=prepared.standalone,
             answer=text,
             refused=False,
-            grounded=1.0 if sentences else 0.0,
+            grounded=sum(s.supported for s in sentences) / len(sentences) if sentences else 0.0,
             citations=sorted(citations.values(), key=lambda c: c.n),
             sources=prepared.hits,
             model=model,

@@ -231,23 +231,27 @@ class AnswerSettings(_Section):
     )
     list_papers: int = Field(8, ge=1, description="Most papers in a list answer ('which papers ...').")
     list_considered: int = Field(15, ge=1, description="Retrieved papers a list question reads (dev split).")
-    list_margin: float = Field(
-        0.35,
+    judge_threshold: float = Field(
+        0.5,
         ge=0,
-        description="A list answer takes every considered paper whose answer score is within this of the best "
-        "paper's (chosen on the dev split).",
+        le=1,
+        description="Answer only from a paper the judge (rag.answer.judge) finds at least this likely to answer; "
+        "below it the answer says what the nearest papers lack (chosen on the dev splits of two fields).",
     )
-    related_margin: float | None = Field(
+    judge_model: str | None = Field(
         None,
-        ge=0,
-        description="Other answers (one paper asked for) add a 'Related' paper scoring within this of the best; "
-        "None names only the best.",
+        description="A local GGUF (packaged name or file) that reads the best candidate's sentences and says whether "
+        "they answer, where the term statistics are unsure (answer.judge_band); None: the statistics alone decide.",
     )
-    cover_margin: float = Field(
-        0.15,
+    judge_band: tuple[float, float] = Field(
+        (0.0, 1.0),
+        description="The judge model is asked only when the statistics' probability falls inside this band.",
+    )
+    list_threshold: float = Field(
+        0.5,
         ge=0,
-        description="When the best-matching paper lacks something the question asks for (video, a licence), another "
-        "paper answers instead only if its answer score is within this of the best's (chosen on the dev split).",
+        le=1,
+        description="A list answer ('which papers ...') takes every considered paper at least this likely to answer.",
     )
     rank_lexical_weight: float = Field(
         0.6, ge=0, description="Answer score: weight of the share of the question's words a paper states."
@@ -270,13 +274,6 @@ class AnswerSettings(_Section):
     )
     slot_tokens: int = Field(
         60, ge=8, description="Most tokens the model writes about one paper (one line of the answer)."
-    )
-    min_score: float = Field(
-        0.33,
-        ge=-1,
-        le=2,
-        description="Refuse below this evidence strength: best paper similarity + 0.2 x share of the question's "
-        "words a top paper states (calibrated on eval/golden).",
     )
     support_threshold: float = Field(
         0.55, ge=0, le=1, description="An answer sentence is supported when it is this close to a cited sentence."

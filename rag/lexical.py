@@ -54,6 +54,29 @@ def stopwords(kind: str = "lucene") -> frozenset[str]:
     return frozenset(STOPWORDS_EN_PLUS if kind == "english" else STOPWORDS_EN)
 
 
+# Words that frame a question or an abstract rather than state its topic: generic research and question
+# grammar ("is there work on", "we propose a method"), no topic words. Dropped with the English stop-words
+# wherever a text is reduced to what it is about (answer scoring, the judge); BM25 keeps them.
+_FRAME_TEXT = """paper papers work works study studies research article articles publication literature anyone anybody
+anything something looking look find remember recall know tell show please like want need exist exists
+existing there any approach approaches method methods technique techniques propose proposed proposes
+describe describes described using use used uses does did done way ways one ones kind type also new based
+result results which what whom whose whether how many much"""
+FRAME_WORDS = frozenset(_FRAME_TEXT.split())
+
+
+def content_stems(text: str) -> list[str]:
+    """The stems of a text's content words (no English stop-words, no frame words), in order, once each."""
+    drop = stopwords("english") | FRAME_WORDS
+    words = [w for w in _TOKEN.findall(text.lower()) if w not in drop]
+    return list(dict.fromkeys(_stemmer().stemWords(words)))
+
+
+def stem_word(word: str) -> str:
+    """One lower-cased word as the keyword index stores it."""
+    return _stemmer().stemWord(word)
+
+
 def keyword_tokens(text: str, stop: frozenset[str] | None = None) -> list[str]:
     """Lower-cased, stop-worded, Snowball-stemmed word tokens: what BM25 matches on."""
     stop = stopwords() if stop is None else stop
@@ -299,6 +322,14 @@ class KeywordIndex:
             column = self._model.vocab_dict.get(token)
             counts.append(0 if column is None else int(indptr[column + 1] - indptr[column]))
         return min(counts, default=0)
+
+    def stem_frequency(self, stem: str) -> int:
+        """Papers holding one stemmed token (0 when the collection never uses it)."""
+        column = self._model.vocab_dict.get(stem)
+        if column is None:
+            return 0
+        indptr = self._model.scores["indptr"]
+        return int(indptr[column + 1] - indptr[column])
 
     def search(
         self, text: str, n: int, allowed: set[str] | None = None, query_stopwords: str = "english"

@@ -136,7 +136,7 @@ class Answer:
     notes: list[str] = field(default_factory=list)  # removed markers, fallbacks
     error: str | None = None  # the LLM backend's one-line error when it failed and the answer fell back
     evidence: list[Source] = field(default_factory=list)
-    shape: str = ""  # what the question asked for: exists | which | list | number | describe (rag.questions)
+    shape: str = ""  # what the question asked for: exists | which | list | number | describe (rag.answer.question)
 
     def as_turn(self) -> Turn:
         return Turn(self.question, self.answer, [c.paper_id for c in self.citations], self.standalone_question)

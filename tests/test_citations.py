@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from rag.compose import statement_sentences
+from rag.answer.compose import statement_sentences
 
 
 def test_negation_mismatch():
-    from rag.citations import negation_mismatch
+    from rag.answer.verify import negation_mismatch
 
     assert negation_mismatch("No work drops all visual tokens [1].", "DyVTE removes all visual tokens after a layer.")
     assert not negation_mismatch("Visual tokens are not needed late [1].", "Visual tokens do not contribute late.")
@@ -14,7 +14,7 @@ def test_negation_mismatch():
 
 
 def test_names_must_come_from_the_evidence():
-    from rag.citations import unknown_names
+    from rag.answer.verify import unknown_names
 
     evidence = "Are They the Same? CoLVA achieves 51.06% overall accuracy (OA) on the MMVM benchmark, beating GPT-4o."
     assert unknown_names("The MINIMA model reaches 51.06% on MMVM [1].", evidence) == ["MINIMA"]

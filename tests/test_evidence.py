@@ -7,9 +7,9 @@ import pytest
 
 from rag.answering import declined
 from rag.chunking import abstract_sentences, tiktoken_counter
-from rag.citations import unsupported_numbers
-from rag.conversation import is_follow_up
-from rag.evidence import (
+from rag.answer.verify import unsupported_numbers
+from rag.answer.conversation import is_follow_up
+from rag.answer.evidence import (
     ScoredSentence,
     is_background,
     lexical_overlap,

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.answerability import Coverage, check_coverage
-from rag.chunking import abstract_sentences
-from rag.config import AnswerSettings
-from rag.evidence import (
+from rag.answer.evidence import (
     ScoredSentence,
     lexical_overlap,
     pack_evidence,
@@ -24,10 +22,15 @@ from rag.evidence import (
     score_sentences,
     statement_sentence,
 )
+from rag.answer.names import PaperName, mentions_name, paper_name
+from rag.answer.question import Shape
+from rag.chunking import abstract_sentences
+from rag.config import AnswerSettings
 from rag.lexical import KeywordIndex
-from rag.names import PaperName, mentions_name, paper_name
-from rag.questions import Shape
 from rag.types import PaperHit, Source
+
+if TYPE_CHECKING:
+    from rag.answer.judge import Features
 
 
 @dataclass
@@ -39,6 +42,8 @@ class Candidate:
     score: float  # paper_answer_score
     name: PaperName | None
     text: str  # title + abstract
+    features: Features | None = None  # what the judge read (rag.answer.judge)
+    probability: float = 0.0  # the judge's probability that this paper answers the question
 
 
 def read_candidates(
@@ -87,25 +92,11 @@ def about_named_papers(question: str, shape: Shape, candidates: list[Candidate])
     return [c for c in candidates if any(mentions_name(c.text, n.name) for n in named)]
 
 
-def answering_papers(question: str, candidates: list[Candidate], margin: float) -> tuple[list[Candidate], Coverage]:
-    """The candidates that answer: close to the best match (a paper far below it does not answer because it
-    happens to state a facet, "GPU memory", the best match lacks) and stating every asked facet. Also the
-    facet check over the close papers, which names what they lack when none answers (a paper far down the
-    list may state every facet without answering)."""
-    coverage = check_coverage(question, [(c.hit.paper_id, c.text) for c in candidates])
-    close = [c for c in candidates if c.score >= candidates[0].score - margin]
-    answering = [c for c in close if coverage.answers(coverage.missing_by_paper[c.hit.paper_id])]
-    return answering, coverage.among([c.hit.paper_id for c in close])
-
-
 def choose_papers(shape: Shape, answering: list[Candidate], settings: AnswerSettings) -> list[Candidate]:
-    """The papers an answer rests on: the best, or for a list every paper close enough to the best."""
+    """The papers an answer rests on: the best, or for a list every paper the judge finds likely enough."""
     best = answering[0]
     if shape is Shape.LIST:
-        return [c for c in answering if c.score >= best.score - settings.list_margin][: settings.list_papers]
-    if settings.related_margin is not None:
-        related = [c for c in answering[1:] if c.score >= best.score - settings.related_margin]
-        return [best, *related[:1]]
+        return [c for c in answering if c.probability >= settings.list_threshold][: settings.list_papers] or [best]
     return [best]
 
 

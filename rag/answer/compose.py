@@ -14,12 +14,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.answerability import Facet
+from rag.answer.evidence import is_background
+from rag.answer.names import PaperName
+from rag.answer.question import Shape
 from rag.chunking import split_sentences
-from rag.evidence import is_background
-from rag.names import PaperName
 from rag.prompts import NOT_COVERED
-from rag.questions import Shape
 from rag.types import Source
 
 
@@ -98,20 +97,12 @@ def _count_word(n: int) -> str:
     return words.get(n, str(n))
 
 
-def _facet_names(facets: Sequence[Facet]) -> str:
-    names = [f.name for f in facets]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
-
-
-def not_covered_text(missing: Sequence[Facet], nearest: Sequence[tuple[PaperName | None, str]]) -> str:
-    """A refusal that says what is missing and names the nearest papers (not cited: they do not answer)."""
+def not_covered_text(missing: str, nearest: Sequence[tuple[PaperName | None, str]]) -> str:
+    """A refusal that says what is missing, in the question's own words, and names the nearest papers (not
+    cited: they do not answer)."""
     parts = [NOT_COVERED]
     if missing:
-        detail = [f for f in missing if f.kind == "detail"]
-        if detail and len(detail) == len(missing):
-            parts.append(f"The nearest abstracts do not state {_facet_names(detail)}.")
-        else:
-            parts.append(f"None of the nearest abstracts is about {_facet_names(missing)}.")
+        parts.append(f"None of the nearest abstracts states **{missing}**.")
     labels = [f"**{name.short}**" if name else f"*{title}*" for name, title in nearest[:3]]
     if labels:
         parts.append("The nearest indexed papers: " + "; ".join(labels) + ".")

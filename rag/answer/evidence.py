@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.chunking import TokenCounter
+from rag.lexical import content_stems, stem_word
 from rag.types import PaperHit, Source
 
 LEXICAL_WEIGHT = 0.25
@@ -64,32 +65,12 @@ def looks_like_instruction(sentence: str) -> bool:
     return bool(_INSTRUCTION.search(sentence))
 
 
-_WORD = re.compile(r"[a-z0-9][a-z0-9\-\.]*[a-z0-9]|[a-z0-9]")
-_STOPWORD_TEXT = """
-a about above after again all also am an and any are as at be because been before being below between both
-but by can could did do does doing down during each few for from further had has have having he her here hers
-how i if in into is it its itself just me more most my no nor not now of off on once only or other our ours out
-over own same she should so some such than that the their theirs them then there these they this those through
-to too under until up very was we were what when where which while who whom why will with would you your yours
-paper papers work works study studies approach method methods model models propose proposed show shows using
-use used new based results result existing there any whether"""
-STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-
-
-def stem(word: str) -> str:
-    """A crude suffix strip so 'parameters'/'parameter' and 'tuned'/'tune' meet; good enough for overlap."""
-    if not word.isalpha() or word.endswith("ss"):
-        return word
-    for suffix in ("ing", "ed", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[: -len(suffix)]
-            break
-    return word[:-1] if word.endswith("e") and len(word) > 3 else word
+_WORD = re.compile(r"[a-z0-9][a-z0-9\-\.]*[a-z0-9]|[a-z0-9]")  # keeps "51.06" and "gpt-4o" whole, for figures
 
 
 def content_words(text: str) -> set[str]:
-    """Lower-cased, crudely stemmed words that carry meaning (no stopwords): the unit of lexical overlap."""
-    return {stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
+    """The words that carry meaning, as the keyword index stems them: the unit of lexical overlap."""
+    return set(content_stems(text))
 
 
 def lexical_overlap(query: str, sentence: str) -> float:
@@ -241,7 +222,7 @@ def states_quantity(sentence: str, quantity: str) -> bool:
         return False
     words = _WORD.findall(sentence.lower())
     return any(
-        states_a_figure(word) and any(stem(w) in wanted for w in words[max(0, i - 3) : i + 4] if w != word)
+        states_a_figure(word) and any(stem_word(w) in wanted for w in words[max(0, i - 3) : i + 4] if w != word)
         for i, word in enumerate(words)
     )
 

@@ -7,8 +7,12 @@ every answer mode, even the extractive one, can lead with what was asked.
 
 from __future__ import annotations
 
+import math
 import re
+from dataclasses import dataclass
 from enum import StrEnum
+
+from rag.lexical import FRAME_WORDS, KeywordIndex, stem_word, stopwords
 
 
 class Shape(StrEnum):
@@ -77,3 +81,71 @@ def asked_quantity(question: str) -> str:
     if not match:
         return ""
     return next((group for group in match.groups() if group), "").strip()
+
+
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+
+
+@dataclass(frozen=True)
+class Term:
+    """One content word of the question: as typed, its stem, and how rare it is in the collection."""
+
+    word: str
+    stem: str
+    position: int  # index among the question's words, to rebuild phrases
+    df: int  # papers holding the stem (0: the collection never uses it)
+    weight: float  # idf / the largest possible idf, 0..1
+
+
+@dataclass(frozen=True)
+class QuestionTerms:
+    terms: list[Term]
+    words: list[str]  # the question's words, as typed (for phrases)
+    papers: int  # collection size the weights were computed on
+
+
+def question_terms(text: str, keywords: KeywordIndex) -> QuestionTerms:
+    """The question's content terms, weighted by the collection's document frequencies."""
+    words = _WORD.findall(text)
+    stop = stopwords("english") | FRAME_WORDS
+    n = max(1, len(keywords))
+    top = _idf(0, n)
+    terms: list[Term] = []
+    seen: set[str] = set()
+    for position, word in enumerate(words):
+        lowered = word.lower()
+        if lowered in stop or lowered.isdigit() and len(lowered) < 2:
+            continue
+        stem = stem_word(lowered)
+        if stem in seen:
+            continue
+        seen.add(stem)
+        df = keywords.stem_frequency(stem)
+        terms.append(Term(word, stem, position, df, _idf(df, n) / top))
+    return QuestionTerms(terms, words, n)
+
+
+def _idf(df: int, n: int) -> float:
+    return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A question read once, before any paper is: what every later step of the answer needs of it."""
+
+    question: str  # as asked
+    standalone: str  # a follow-up joined with what it follows; else the question
+    shape: Shape
+    quantity: str  # what a number question counts ('' otherwise)
+    follow_up: bool
+    refers_back: bool  # "its model", "that paper": about the papers the conversation is on
+    terms: QuestionTerms  # content terms weighted by the collection's statistics
+
+
+def read_question(
+    question: str, standalone: str, keywords: KeywordIndex, *, follow_up: bool, refers_back: bool
+) -> Reading:
+    shape = question_shape(question)
+    quantity = asked_quantity(question) if shape is Shape.NUMBER else ""
+    terms = question_terms(standalone, keywords)
+    return Reading(question, standalone, shape, quantity, follow_up, follow_up and refers_back, terms)

@@ -1,6 +1,6 @@
 """Verification: the system, not the model, answers for every `[n]`.
 
-An answer cites each paper once, after the statement written about it (rag.compose), so a check
+An answer cites each paper once, after the statement written about it (rag.answer.compose), so a check
 is one question: does this paper's evidence support this statement? `EvidenceSupport` scores a
 statement's sentences against a source's evidence sentences (MiniLM similarity, word coverage) and
 gives zero to what the evidence never states: a number, a name, a negation, or too little to claim
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from rag.evidence import content_words, lexical_overlap
+from rag.answer.evidence import content_words, lexical_overlap
 from rag.types import Source
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:\s?%|[kKmMbBxX×](?![a-zA-Z]))?")

@@ -1,0 +1,229 @@
+"""Selecting: does a candidate paper answer the question, which ones do, and what is missing when none does.
+
+Read from the evidence, not from word lists, so it works on any collection a user ingests:
+- the question's terms are weighted by the collection's own statistics (BM25 idf from the keyword
+  index: a word most papers use says little, a word few use says much);
+- each term is looked for in each candidate's title and abstract with the keyword index's tokenizer
+  (Snowball stems) and spelling tolerance (one or two edits, a shared long prefix), so "visul" finds
+  "visual" and "transcribe" finds "transcription";
+- a small logistic model turns a candidate's features (how much of the question's weight it states,
+  the rarest asked term it lacks, the share of terms the collection has never seen, its similarity)
+  into the probability that it answers. Its coefficients are fitted on the dev splits of two
+  collections from different fields (`eval/fit_judge.py`), never on a test split;
+- optionally (`answer.judge_model`), a local model reads the best candidate's sentences and says Yes
+  or No; its log-probabilities move the probability where the features are unsure.
+
+The rare terms the best candidate lacks, in the question's own words, name what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+from rag.answer.candidates import Candidate
+from rag.answer.question import QuestionTerms, Reading, Term
+from rag.config import AnswerSettings
+from rag.errors import RagError
+from rag.lexical import keyword_tokens
+
+
+@lru_cache(maxsize=4096)
+def paper_stems(text: str) -> frozenset[str]:
+    return frozenset(keyword_tokens(text, frozenset()))
+
+
+def _edits_within(a: str, b: str, limit: int) -> bool:
+    """Damerau-Levenshtein distance(a, b) <= limit, cut short as soon as it cannot be."""
+    if abs(len(a) - len(b)) > limit:
+        return False
+    previous2: list[int] | None = None
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if previous2 is not None and i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return False
+        previous2, previous = previous, current
+    return previous[-1] <= limit
+
+
+def matches(term: Term, stems: frozenset[str]) -> bool:
+    """The term's stem, or, for a word the collection never uses (a typo, another spelling), a word one or two
+    edits away or sharing its long prefix ("visul" -> "visual", "transcrib" -> "transcript")."""
+    stem = term.stem
+    if stem in stems or stem + "s" in stems or (stem.endswith("s") and stem[:-1] in stems):
+        return True  # the stemmer leaves a plural of a vowelless acronym: "mllms" next to "mllm"
+    if term.df > 0 or len(stem) < 5 or stem.isdigit():
+        return False
+    limit = 1 if len(stem) < 8 else 2
+    prefix = stem[:6] if len(stem) >= 7 else None
+    for other in stems:
+        if prefix and len(other) >= 7 and other.startswith(prefix):
+            return True
+        # Typos seldom hit the first letter; comparing only words that share it keeps this cheap.
+        if other[:1] == stem[:1] and abs(len(other) - len(stem)) <= limit and _edits_within(stem, other, limit):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Features:
+    """What the judge reads of one candidate for one question (all 0..1 except `similarity`)."""
+
+    coverage: float  # share of the question's weight (known terms) the candidate states
+    rarest_missing: float  # weight of the rarest known term it lacks (0: lacks none)
+    unseen: float  # share of the question's terms the collection never uses and the candidate lacks
+    similarity: float  # the retriever's best chunk similarity
+    sentence: float  # its best sentence's score for the question
+    missing: tuple[Term, ...] = field(default=(), compare=False)
+
+    def vector(self) -> list[float]:
+        return [self.coverage, self.rarest_missing, self.unseen, self.similarity, self.sentence]
+
+
+FEATURE_NAMES = ("coverage", "rarest_missing", "unseen", "similarity", "sentence")
+
+
+def candidate_features(terms: QuestionTerms, text: str, similarity: float, sentence: float) -> Features:
+    stems = paper_stems(text)
+    known_total = covered = 0.0
+    rarest = 0.0
+    unseen = 0
+    missing: list[Term] = []
+    for term in terms.terms:
+        found = matches(term, stems)
+        if term.df == 0 and not found:
+            unseen += 1
+            missing.append(term)
+            continue
+        known_total += term.weight
+        if found:
+            covered += term.weight
+        else:
+            rarest = max(rarest, term.weight)
+            missing.append(term)
+    count = max(1, len(terms.terms))
+    coverage = covered / known_total if known_total else 0.0
+    return Features(coverage, rarest, unseen / count, similarity, sentence, tuple(missing))
+
+
+@dataclass(frozen=True)
+class JudgeWeights:
+    """A logistic model over `Features.vector()`, and how a model's Yes/No log-odds move its verdict; both fitted
+    by eval/fit_judge.py on the dev splits."""
+
+    coefficients: tuple[float, ...]
+    intercept: float
+    model_coefficients: tuple[float, float] = (1.0, 1.0)  # on logit(features' probability), on the log-odds
+    model_intercept: float = 0.0
+
+    def probability(self, features: Features) -> float:
+        z = self.intercept + sum(c * x for c, x in zip(self.coefficients, features.vector(), strict=True))
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+def missing_phrase(terms: QuestionTerms, missing: Sequence[Term], limit: int = 2) -> str:
+    """What the best candidate lacks, in the question's own words: the rarest missing terms, each with the
+    content word beside it ("sheet music", "diffusion model"), joined by 'or'."""
+    ranked = sorted(missing, key=lambda t: (t.df == 0, -t.weight))[:limit]
+    content = {t.position for t in terms.terms}
+    phrases: list[str] = []
+    for term in sorted(ranked, key=lambda t: t.position):
+        start = end = term.position
+        if end + 1 in content and end + 1 < len(terms.words):
+            end += 1
+        elif start - 1 in content:
+            start -= 1
+        phrase = " ".join(terms.words[start : end + 1])
+        if phrases and phrase.split()[0] in phrases[-1].split():
+            phrases[-1] = " ".join(dict.fromkeys([*phrases[-1].split(), *phrase.split()]))
+        elif phrase not in phrases:
+            phrases.append(phrase)
+    return " or ".join(phrases)
+
+
+def judge_candidates(terms: QuestionTerms, candidates: Sequence[Candidate], weights: JudgeWeights) -> list[Candidate]:
+    """The candidates with the judge's reading of each, most likely to answer first (ties: answer score)."""
+    judged = []
+    for candidate in candidates:
+        best = max((s.score for s in candidate.sentences), default=0.0)
+        features = candidate_features(terms, candidate.text, candidate.hit.score, best)
+        judged.append(replace(candidate, features=features, probability=weights.probability(features)))
+    return sorted(judged, key=lambda c: (c.probability, c.score), reverse=True)
+
+
+class YesNoReader(Protocol):
+    def log_odds(self, question: str, title: str, sentences: Sequence[str]) -> float: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judge's decision for one question."""
+
+    candidates: list[Candidate]  # every considered paper, most likely to answer first
+    answering: list[Candidate]  # those the answer may rest on (empty: refuse)
+    probability: float  # that the best candidate answers, after the model's reading when it was asked
+    model_log_odds: float | None  # the model's Yes-vs-No, when it was asked
+    reason: str
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def best_sentences(candidate: Candidate, n: int = 3) -> list[str]:
+    """The candidate's sentences that best match the question, in abstract order: what the model reads."""
+    top = sorted(candidate.sentences, key=lambda s: s.score, reverse=True)[:n]
+    return [s.text for s in sorted(top, key=lambda s: s.position)]
+
+
+def decide(
+    reading: Reading,
+    judged: list[Candidate],
+    settings: AnswerSettings,
+    weights: JudgeWeights,
+    model: YesNoReader | None = None,
+) -> Verdict:
+    """Answer from the best candidate when it is likely enough to answer. Where the term statistics are unsure
+    (its probability inside `answer.judge_band`), the model reads that candidate's best sentences and its
+    Yes/No log-odds move the probability (a second logistic model over both)."""
+    best = judged[0]
+    probability, log_odds = best.probability, None
+    low, high = settings.judge_band
+    if model is not None and low <= probability <= high:
+        log_odds = model.log_odds(reading.standalone, best.hit.title, best_sentences(best))
+        a, b = weights.model_coefficients
+        probability = 1.0 / (1.0 + math.exp(-(weights.model_intercept + a * _logit(probability) + b * log_odds)))
+    reason = f"probability {probability:.2f}" + ("" if log_odds is None else f", model log-odds {log_odds:+.2f}")
+    if probability < settings.judge_threshold:
+        return Verdict(judged, [], probability, log_odds, reason)
+    others = [c for c in judged[1:] if c.probability >= settings.list_threshold]
+    return Verdict(judged, [best, *others], probability, log_odds, reason)
+
+
+WEIGHTS_FILE = Path(__file__).with_name("judge_weights.json")
+
+
+def load_weights(path: Path = WEIGHTS_FILE) -> JudgeWeights:
+    """The fitted judge (eval/fit_judge.py writes it); its feature names must match this module's."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if tuple(data["features"]) != FEATURE_NAMES:
+        raise RagError(f"{path}: fitted on features {data['features']}, this code reads {list(FEATURE_NAMES)}")
+    model = data.get("model") or {}
+    return JudgeWeights(
+        tuple(float(c) for c in data["coefficients"]),
+        float(data["intercept"]),
+        tuple(float(c) for c in model.get("coefficients", (1.0, 1.0))),
+        float(model.get("intercept", 0.0)),
+    )

@@ -1,0 +1,115 @@
+"""The answer judge (rag/answer/judge.py): term weights from the collection, spelling tolerance, what is missing,
+and the decision, on small inputs; the real index and model are in test_answering.py."""
+
+from __future__ import annotations
+
+
+import pytest
+
+from rag.answer.candidates import Candidate
+from rag.answer.evidence import ScoredSentence
+from rag.answer.judge import (
+    JudgeWeights,
+    candidate_features,
+    decide,
+    judge_candidates,
+    load_weights,
+    matches,
+    missing_phrase,
+)
+from rag.answer.question import Term, question_terms, read_question
+from rag.config import load_settings
+from rag.types import PaperHit
+
+
+class _Keywords:
+    """Document frequencies of a tiny collection, as the BM25 index reports them."""
+
+    def __init__(self, df: dict[str, int], papers: int = 100) -> None:
+        self._df, self._papers = df, papers
+
+    def __len__(self) -> int:
+        return self._papers
+
+    def stem_frequency(self, stem: str) -> int:
+        return self._df.get(stem, 0)
+
+
+KEYWORDS = _Keywords({"mllm": 60, "music": 3, "sheet": 1, "transcrib": 2, "read": 30, "visual": 70, "token": 40})
+
+
+def test_terms_are_weighted_by_the_collection_and_drop_question_grammar():
+    terms = question_terms("Is there an MLLM that reads sheet music and transcribes it?", KEYWORDS)
+    by_word = {t.word: t for t in terms.terms}
+    assert set(by_word) == {"MLLM", "reads", "sheet", "music", "transcribes"}
+    assert by_word["sheet"].weight > by_word["music"].weight > by_word["reads"].weight > by_word["MLLM"].weight
+    assert all(0 < t.weight <= 1 for t in terms.terms)
+
+
+def test_spelling_tolerance_only_for_words_the_collection_never_uses():
+    stems = frozenset({"visual", "token", "prune", "bake"})
+    assert matches(Term("visul", "visul", 0, 0, 1.0), stems)  # a typo: unknown to the collection
+    assert not matches(Term("base", "base", 0, 12, 0.5), stems)  # a real word elsewhere: needs itself
+    assert not matches(Term("bread", "bread", 0, 0, 1.0), stems)
+    assert matches(Term("MLLM", "mllm", 0, 5, 0.5), frozenset({"mllms"}))  # the stemmer's vowelless plural
+
+
+def test_missing_phrase_uses_the_questions_own_words():
+    terms = question_terms("Is there an MLLM that reads sheet music and transcribes it?", KEYWORDS)
+    paper = "M2UGen: music understanding and generation with MLLMs. It reads music audio."
+    features = candidate_features(terms, paper, similarity=0.5, sentence=0.5)
+    assert {t.word for t in features.missing} == {"sheet", "transcribes"}
+    assert missing_phrase(terms, features.missing) == "sheet music or transcribes"
+    assert features.coverage < 1.0 and features.rarest_missing == max(t.weight for t in features.missing)
+
+
+def _candidate(title: str, text: str, score: float, sentences: list[str]) -> Candidate:
+    hit = PaperHit(title, title, score, text, [])
+    scored = [ScoredSentence(0, i, s, score) for i, s in enumerate(sentences)]
+    return Candidate(hit, scored, score, None, f"{title} {text}")
+
+
+class _Reader:
+    def __init__(self, log_odds: float) -> None:
+        self.value, self.asked = log_odds, []
+
+    def log_odds(self, question, title, sentences):
+        self.asked.append((question, title, list(sentences)))
+        return self.value
+
+
+def test_decide_refuses_below_the_threshold_and_asks_the_model_only_inside_the_band():
+    settings = load_settings().answer
+    reading = read_question("Is there an MLLM that reads sheet music?", "Is there an MLLM that reads sheet music?",
+                            KEYWORDS, follow_up=False, refers_back=False)  # fmt: skip
+    weights = JudgeWeights((4.0, 0.0, -2.0, 2.0, 2.0), -3.0, (1.0, 1.0), 0.0)
+    judged = judge_candidates(
+        reading.terms,
+        [
+            _candidate("M2UGen", "music understanding with MLLMs", 0.5, ["It reads music audio."]),
+            _candidate("Other", "visual tokens", 0.2, ["Visual tokens."]),
+        ],
+        weights,
+    )
+    assert judged[0].hit.title == "M2UGen" and judged[0].probability > judged[1].probability
+    band = settings.model_copy(update={"judge_band": (0.0, 1.0), "judge_threshold": 0.5})
+    no = _Reader(-4.0)
+    verdict = decide(reading, judged, band, weights, no)
+    assert verdict.answering == [] and verdict.model_log_odds == -4.0 and no.asked[0][1] == "M2UGen"
+    yes = _Reader(+6.0)
+    assert decide(reading, judged, band, weights, yes).answering[0].hit.title == "M2UGen"
+    outside = settings.model_copy(update={"judge_band": (0.99, 1.0), "judge_threshold": 0.0})
+    unasked = _Reader(-9.0)
+    assert decide(reading, judged, outside, weights, unasked).answering and not unasked.asked
+
+
+def test_the_shipped_weights_match_the_features():
+    weights = load_weights()
+    assert len(weights.coefficients) == 5
+
+
+@pytest.mark.parametrize("value", [-50.0, 0.0, 50.0])
+def test_probability_is_bounded(value):
+    weights = JudgeWeights((value,) * 5, value)
+    features = candidate_features(question_terms("sheet music", KEYWORDS), "music", 0.5, 0.5)
+    assert 0.0 <= weights.probability(features) <= 1.0
