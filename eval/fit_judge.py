@@ -56,10 +56,8 @@ def collect(split: str, limit: int | None = None) -> list[Row]:
             if candidate.features is None:
                 continue
             missing = [(t.stem, round(t.weight, 4), t.df) for t in candidate.features.missing]
-            rows.append(
-                Row(split, item.id, item.kind, rank, candidate.features.vector(), title_key(candidate.hit.title) in gold,
-                    missing)
-            )  # fmt: skip
+            is_gold = title_key(candidate.hit.title) in gold
+            rows.append(Row(split, item.id, item.kind, rank, candidate.features.vector(), is_gold, missing))
         print(f"\r{split}: {number}/{len(items)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return rows

@@ -5,9 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.answering import declined
-from rag.chunking import abstract_sentences, tiktoken_counter
-from rag.answer.verify import unsupported_numbers
 from rag.answer.conversation import is_follow_up
 from rag.answer.evidence import (
     ScoredSentence,
@@ -18,6 +15,9 @@ from rag.answer.evidence import (
     score_sentences,
     statement_sentence,
 )
+from rag.answer.verify import unsupported_numbers
+from rag.answering import declined
+from rag.chunking import abstract_sentences, tiktoken_counter
 from rag.types import PaperHit
 
 

@@ -3,7 +3,6 @@ and the decision, on small inputs; the real index and model are in test_answerin
 
 from __future__ import annotations
 
-
 import pytest
 
 from rag.answer.candidates import Candidate
