@@ -28,6 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" $(BIN)/pip install --quiet llama-cpp-python==0.3.36
 	$(BIN)/pip install --quiet -e '.[local,test,int8]'
 	$(BIN)/rag models --prepare qwen2.5-coder-0.5b-instruct
+	$(BIN)/rag models --prepare qwen2.5-coder-1.5b-instruct-q4_k_m
 	touch $@
 
 run: setup

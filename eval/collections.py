@@ -58,9 +58,7 @@ def write_subset(collection: Collection, out: Path) -> Path:
     """The collection's abstracts as BEIR JSONL (`_id`, `title`, `text`), read from the shared corpus."""
     corpus = collection.corpus_folder() / "corpus.jsonl"
     if not corpus.exists():
-        raise RagError(
-            f"{collection.name}: {corpus} not found; set {collection.corpus_env} to a BEIR SciFact folder"
-        )
+        raise RagError(f"{collection.name}: {corpus} not found; set {collection.corpus_env} to a BEIR SciFact folder")
     wanted = [line.strip() for line in collection.ids_file.read_text().splitlines() if line.strip()]
     keep = set(wanted)
     found: dict[str, str] = {}

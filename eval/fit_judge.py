@@ -86,33 +86,61 @@ def auc(scores: list[float], labels: list[bool]) -> float:
     return wins / (len(pos) * len(neg))
 
 
-def question_report(rows: list[Row], coefficients: np.ndarray, intercept: float, threshold: float) -> dict:
-    """Per split: separation of answerable from unanswerable questions, refusals, and top-1 by judge vs input."""
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+
+
+def fit_all(rows: list[Row], model_rows: dict[tuple[str, str], float], l2: float) -> dict:
+    """The three logistic models of rag.answer.judge.JudgeWeights, from dev rows."""
+    by_item: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        by_item.setdefault((row.split, row.item), []).append(row)
+    ranked = [r for rs in by_item.values() if any(x.gold for x in rs) for r in rs]
+    rank_c, rank_b = fit(np.array([r.features for r in ranked]), np.array([float(r.gold) for r in ranked]), l2)
+    tops = {key: max(rs, key=lambda r: float(np.dot(rank_c, r.features) + rank_b)) for key, rs in by_item.items()}
+    keys = list(tops)
+    x = np.array([tops[k].features for k in keys])
+    y = np.array([float(tops[k].kind != "unanswerable") for k in keys])
+    ans_c, ans_b = fit(x, y, l2)
+    out = {"rank": (rank_c, rank_b), "answers": (ans_c, ans_b), "tops": tops}
+    asked = [k for k in keys if k in model_rows]
+    if asked:
+        p = _sigmoid(np.array([tops[k].features for k in asked]) @ ans_c + ans_b)
+        xm = np.column_stack([np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, 1)),
+                              [model_rows[k] for k in asked]])  # fmt: skip
+        ym = np.array([float(tops[k].kind != "unanswerable") for k in asked])
+        out["model"] = fit(xm, ym, l2)
+    return out
+
+
+def question_report(fitted: dict, model_rows: dict[tuple[str, str], float], threshold: float,
+                    band: tuple[float, float]) -> dict:  # fmt: skip
+    """Per split: separation of answerable from unanswerable questions, refusals at the threshold (with the
+    model asked inside the band where its reading is known), and top-1 by the rank model vs retrieval order."""
+    ans_c, ans_b = fitted["answers"]
     out = {}
-    for split in sorted({r.split for r in rows}):
-        by_item: dict[str, list[Row]] = {}
-        for row in rows:
-            if row.split == split:
-                by_item.setdefault(row.item, []).append(row)
-        best, answerable, top_judge, top_input, with_gold = [], [], 0, 0, 0
-        for item_rows in by_item.values():
-            probs = [1 / (1 + np.exp(-(intercept + np.dot(coefficients, r.features)))) for r in item_rows]
-            is_answerable = item_rows[0].kind != "unanswerable"
-            best.append(max(probs))
-            answerable.append(is_answerable)
-            if is_answerable and any(r.gold for r in item_rows):
-                with_gold += 1
-                top_judge += item_rows[int(np.argmax(probs))].gold
-                top_input += min(item_rows, key=lambda r: r.rank).gold
-        refused_unanswerable = sum(b < threshold for b, a in zip(best, answerable, strict=True) if not a)
-        refused_answerable = sum(b < threshold for b, a in zip(best, answerable, strict=True) if a)
+    tops = fitted["tops"]
+    for split in sorted({k[0] for k in tops}):
+        keys = [k for k in tops if k[0] == split]
+        probs, labels, asked = [], [], 0
+        for key in keys:
+            p = float(_sigmoid(np.dot(ans_c, tops[key].features) + ans_b))
+            if "model" in fitted and key in model_rows and band[0] <= p <= band[1]:
+                (a, b), c = fitted["model"]
+                p = float(_sigmoid(c + a * np.log(max(p, 1e-6) / max(1 - p, 1e-6)) + b * model_rows[key]))
+                asked += 1
+            probs.append(p)
+            labels.append(tops[key].kind != "unanswerable")
+        unanswerable = [p for p, a in zip(probs, labels, strict=True) if not a]
+        answerable = [p for p, a in zip(probs, labels, strict=True) if a]
+        with_gold = [k for k in keys if tops[k].kind != "unanswerable"]
         out[split] = {
-            "questions": len(by_item),
-            "auc_answerable": round(auc(best, answerable), 3),
-            "unanswerable_refused": f"{refused_unanswerable} of {answerable.count(False)}",
-            "false_refusals": f"{refused_answerable} of {answerable.count(True)}",
-            "top1_judge": f"{top_judge} of {with_gold}",
-            "top1_input_order": f"{top_input} of {with_gold}",
+            "questions": len(keys),
+            "auc_answerable": round(auc(probs, labels), 3),
+            "unanswerable_refused": f"{sum(p < threshold for p in unanswerable)} of {len(unanswerable)}",
+            "false_refusals": f"{sum(p < threshold for p in answerable)} of {len(answerable)}",
+            "model_asked": asked,
+            "top1_rank_model_gold": f"{sum(tops[k].gold for k in with_gold)} of {len(with_gold)}",
         }
     return out
 
@@ -123,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="first N items per split (a quick look)")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--l2", type=float, default=0.5)
-    parser.add_argument("--dry-run", action="store_true", help="report with the current weights; write nothing")
+    parser.add_argument("--band-low", type=float, default=0.0, help="the model is asked above this probability")
+    parser.add_argument("--band-high", type=float, default=1.0, help="... and below this one")
+    parser.add_argument("--dry-run", action="store_true", help="fit and report; write nothing")
     parser.add_argument("--rows-dir", help="keep each split's collected rows in DIR/SPLIT.json (and reuse them)")
     args = parser.parse_args(argv)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
@@ -140,25 +170,32 @@ def main(argv: list[str] | None = None) -> int:
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.write_text(json.dumps([r.__dict__ for r in collected]))
         rows += collected
-    x = np.array([r.features for r in rows])
-    y = np.array([float(r.gold) for r in rows])
-    current = json.loads(WEIGHTS_FILE.read_text())
-    if args.dry_run:
-        coefficients, intercept = np.array(current["coefficients"]), float(current["intercept"])
-    else:
-        # Two fields weigh the same, whatever their question counts.
-        coefficients, intercept = fit(x, y, args.l2)
-    report = question_report(rows, coefficients, intercept, args.threshold)
-    print(json.dumps({"coefficients": dict(zip(FEATURE_NAMES, np.round(coefficients, 3).tolist(), strict=True)),
-                      "intercept": round(intercept, 3), "by_split": report}, indent=1))  # fmt: skip
+    model_rows: dict[tuple[str, str], float] = {}
+    for split in splits:
+        cached = Path(args.rows_dir or "") / f"model-{split}.json"
+        if args.rows_dir and cached.exists():
+            for record in json.loads(cached.read_text()):
+                if record["cands"]:
+                    model_rows[(split, record["item"])] = record["cands"][0]["log_odds"]
+    fitted = fit_all(rows, model_rows, args.l2)
+    band = (args.band_low, args.band_high)
+    report = question_report(fitted, model_rows, args.threshold, band)
+
+    def as_json(pair) -> dict:
+        coefficients, intercept = pair
+        return {"coefficients": [round(float(c), 4) for c in coefficients], "intercept": round(float(intercept), 4)}
+
+    weights = {name: as_json(fitted[name]) for name in ("rank", "answers", "model") if name in fitted}
+    print(json.dumps({"features": list(FEATURE_NAMES), **weights, "by_split": report}, indent=1))
     if not args.dry_run:
         WEIGHTS_FILE.write_text(
             json.dumps(
                 {
                     "features": list(FEATURE_NAMES),
-                    "coefficients": [round(float(c), 4) for c in coefficients],
-                    "intercept": round(intercept, 4),
+                    **weights,
                     "fitted_on": splits,
+                    "threshold": args.threshold,
+                    "band": list(band),
                     "l2": args.l2,
                     "separation": report,
                 },

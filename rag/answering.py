@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,7 +41,7 @@ from rag.answer.compose import (
 from rag.answer.conversation import HistoryItem, concat_standalone, is_follow_up, refers_back, to_turns
 from rag.answer.evidence import states_a_figure
 from rag.answer.judge import Verdict, decide, judge_candidates, load_weights, missing_phrase
-from rag.answer.model_judge import ModelJudge
+from rag.answer.model_judge import ModelJudge, load_judge_model
 from rag.answer.question import Reading, Shape, read_question
 from rag.answer.verify import EvidenceSupport
 from rag.chunking import tiktoken_counter
@@ -75,6 +74,7 @@ class _Prepared:
     refusal_text: str = ""
     candidates: list[Candidate] = field(default_factory=list)  # the considered papers, most likely answer first
     verdict: Verdict | None = None
+    judge_ms: float = 0.0  # the judge's share of retrieve_ms (a model reading, when it was asked)
 
     @property
     def question(self) -> str:
@@ -92,14 +92,17 @@ class _Prepared:
 class Assistant:
     """Cited answers over a `Library`. One instance keeps the models loaded between questions."""
 
-    def __init__(self, library: Library, chat_model: ChatModel | None = None) -> None:
+    def __init__(
+        self, library: Library, chat_model: ChatModel | None = None, judge_model: ModelJudge | None = None
+    ) -> None:
+        """`judge_model` reads candidates for the judge (answer.judge_model); loaded on first use when not given."""
         self.library = library
         self.settings: Settings = library.settings
         self.chat_model = chat_model
         self._count_tokens = tiktoken_counter()
         self._sentence_vectors: dict[str, np.ndarray] = {}  # abstracts' sentences recur across questions
         self._judge_weights = load_weights()
-        self._model_judge: ModelJudge | None = None
+        self._model_judge = judge_model
 
     def _remember(self, vectors: Mapping[str, np.ndarray]) -> None:
         if len(self._sentence_vectors) > 50_000:
@@ -127,7 +130,7 @@ class Assistant:
         chat_model = None
         if library.settings.answer.mode == "generate":
             chat_model = load_chat_model(library.settings.llm, progress)
-        return cls(library, chat_model)
+        return cls(library, chat_model, load_judge_model(library.settings, progress))
 
     def warm_up(self, prime: bool = False) -> None:
         """Load the embedder, the index and the LLM now, so the first question's timings are its own.
@@ -137,6 +140,8 @@ class Assistant:
         """
         self.library.retriever()
         self.library.embedder.embed(["warm-up"])
+        if self.judge_model is not None:
+            self.judge_model.load()
         if self.chat_model is None or self.settings.answer.mode != "generate":
             return
         load = getattr(self.chat_model, "load", None)
@@ -217,7 +222,9 @@ class Assistant:
         def prepared(**fields) -> _Prepared:
             retrieve_ms = (time.perf_counter() - started) * 1000
             base = dict(sources=[], plan=Plan("", []))
-            return _Prepared(reading, hits, started=started, retrieve_ms=retrieve_ms, **(base | fields))
+            judge_ms = fields.pop("judge_ms", 0.0)
+            return _Prepared(reading, hits, started=started, retrieve_ms=retrieve_ms, judge_ms=judge_ms,
+                             **(base | fields))  # fmt: skip
 
         if not considered:
             return prepared(refusal="the index returned no papers", refusal_text=self._not_covered("", []))
@@ -226,7 +233,9 @@ class Assistant:
         candidates = read_candidates(standalone, question, vectors[-1], considered, passages,
                                      embed=self._embed_cached, keywords=keywords, weights=weights)  # fmt: skip
         candidates = about_named_papers(standalone, reading.shape, candidates)
+        judge_started = time.perf_counter()
         verdict = self._judge(reading, candidates)
+        judge_ms = (time.perf_counter() - judge_started) * 1000
         candidates = verdict.candidates
         if not verdict.answering:
             nearest = candidates[0]
@@ -235,32 +244,40 @@ class Assistant:
             if lacking:
                 reason += f"; the nearest lacks: {lacking}"
             return prepared(refusal=reason, refusal_text=self._not_covered(lacking, candidates),
-                            candidates=candidates, verdict=verdict)  # fmt: skip
+                            candidates=candidates, verdict=verdict, judge_ms=judge_ms)  # fmt: skip
         chosen = choose_papers(reading.shape, verdict.answering, settings)
         wants_number = reading.shape is Shape.NUMBER
         if wants_number and not any(states_a_figure(s.text) for s in chosen[0].sentences):
             text = no_figure_text(chosen[0].name, chosen[0].hit.title)
             return prepared(refusal="the closest paper's abstract states no number", refusal_text=text,
-                            candidates=candidates, verdict=verdict)  # fmt: skip
+                            candidates=candidates, verdict=verdict, judge_ms=judge_ms)  # fmt: skip
         sources, statements = evidence_of(chosen, wants_number, reading.quantity, settings, self._count_tokens)
         points = [
             Point(source, candidate.name, statement)
             for source, candidate, statement in zip(sources, chosen, statements, strict=True)
         ]
         plan = plan_answer(reading.shape, points)
-        return prepared(sources=sources, plan=plan, candidates=candidates, verdict=verdict)
+        return prepared(sources=sources, plan=plan, candidates=candidates, verdict=verdict, judge_ms=judge_ms)
 
     def _judge(self, reading: Reading, candidates: list[Candidate]) -> Verdict:
         settings = self.settings.answer
         judged = judge_candidates(reading.terms, candidates, self._judge_weights)
         model = self._judge_model() if settings.judge_model else None
-        return decide(reading, judged, settings, self._judge_weights, model)
+        try:
+            return decide(reading, judged, settings, self._judge_weights, model)
+        except LLMError as exc:  # a missing or failing judge model: the statistics alone decide, and say so
+            verdict = decide(reading, judged, settings, self._judge_weights, None)
+            return replace(verdict, reason=f"{verdict.reason}; the judge model was not asked ({exc})")
 
     def _judge_model(self) -> ModelJudge | None:
         if self._model_judge is None:
-            llm = self.settings.llm
-            self._model_judge = ModelJudge(self.settings.answer.judge_model, Path(llm.model_dir), llm.n_threads)
+            self._model_judge = load_judge_model(self.settings)
         return self._model_judge
+
+    @property
+    def judge_model(self) -> ModelJudge | None:
+        """The model the judge consults, when answer.judge_model names one."""
+        return self._judge_model() if self.settings.answer.judge_model else None
 
     def _not_covered(self, missing: str, candidates: Sequence[Candidate]) -> str:
         return not_covered_text(missing, [(c.name, c.hit.title) for c in candidates])
@@ -420,6 +437,7 @@ class Assistant:
         total = self._elapsed(prepared)
         timings = {
             "retrieve_ms": prepared.retrieve_ms,
+            "judge_ms": prepared.judge_ms,
             "first_token_ms": first_token_ms if first_token_ms is not None else total,
             "total_ms": total,
         }

@@ -1,5 +1,6 @@
-"""The answer chain against real parts: the built-in corpus in Chroma, MiniLM, and for the generated
-answers the embedded llama.cpp model (the default profile) and a real OpenAI-compatible server."""
+"""The answer chain against real parts: the built-in corpus in Chroma, MiniLM, the default profile (quoted
+evidence, the 1.5B judge model reading where the statistics are unsure), the 0.5B model writing
+(`answer.mode: generate`), and a real OpenAI-compatible server."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def _check_citations(answer: Answer) -> None:
 
 @pytest.fixture(scope="module")
 def extractive(seed_library):
-    return _assistant(seed_library, **{"answer.mode": "extractive"})
+    return _assistant(seed_library, **{"answer.mode": "extractive", "answer.judge_model": None})
 
 
 def test_extractive_answer_cites_dyvte(extractive):
@@ -100,12 +101,76 @@ def test_stream_yields_text_then_the_answer(extractive):
     assert "".join(items[:-1]) == items[-1].answer
 
 
+# --- the default: the judge decides, with the 1.5B model reading where the statistics are unsure ------------
+
+
+@pytest.fixture(scope="module")
+def judged(seed_library):
+    assistant = _assistant(seed_library)
+    assert assistant.settings.answer.judge_model and assistant.settings.answer.mode == "extractive"
+    return assistant
+
+
+def test_sheet_music_is_not_answered_with_a_near_neighbour(judged):
+    answer = judged.ask("Is there an MLLM that reads sheet music and transcribes it?")
+    assert answer.refused and not answer.answer.startswith("Yes"), answer.answer
+    assert "sheet" in answer.answer.lower() and answer.citations == []
+
+
+def test_diffusion_weather_names_the_missing_part_and_the_nearest_paper(judged):
+    answer = judged.ask("Which paper uses a diffusion model for weather forecasting?")
+    assert answer.refused, answer.answer
+    assert "diffusion" in answer.answer.lower() and "Met^2Net" in answer.answer
+
+
+def test_text_prompted_medical_segmentation_cites_mulmodseg(judged):
+    answer = judged.ask("Is there work on segmenting medical images from text prompts?")
+    assert not answer.refused and answer.citations[0].title.startswith("MulModSeg"), answer.answer
+
+
+def test_dyvte_is_named_first(judged):
+    answer = judged.ask(DYVTE_QUESTION)
+    assert answer.answer.startswith("Yes — **DyVTE**"), answer.answer
+    assert answer.citations[0].title == DYVTE_TITLE and answer.grounded == 1.0
+    assert 0.9 <= answer.sentences[0].support <= 1.0  # measured: the quoted sentence against its own evidence
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How do I bake sourdough bread?",
+        "Which protein structure predictor reaches the best accuracy on CASP15?",
+        "Which paper uses reinforcement learning from human feedback to reduce hallucination in video LLMs?",
+    ],
+)
+def test_questions_no_abstract_answers_are_refused(judged, question):
+    answer = judged.ask(question)
+    assert answer.refused and answer.citations == [], answer.answer
+
+
+def test_answers_from_answers_md_still_hold(judged):
+    moscar = judged.ask("How many languages does the mOSCAR corpus cover?")
+    assert "163" in moscar.answer and moscar.citations[0].title == MOSCAR_TITLE, moscar.answer
+    listed = judged.ask("Which papers reduce visual tokens to speed up MLLM inference?")
+    assert listed.shape == "list" and len(listed.citations) >= 3, listed.answer
+    assert DYVTE_TITLE in [c.title for c in listed.citations]
+
+
+def test_a_statement_the_evidence_does_not_state_scores_low(judged):
+    from rag.answer.verify import EvidenceSupport
+
+    answer = judged.ask(DYVTE_QUESTION)
+    support = EvidenceSupport(judged.library.embedder.embed)
+    unrelated = support(["Bananas ripen faster next to apples in a paper bag."], answer.evidence[:1])[0][0]
+    assert unrelated < judged.settings.answer.support_threshold  # the same check that scored the answer's 1.0
+
+
 # --- the embedded local model via llama.cpp --------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def local_model(seed_library):
-    return _assistant(seed_library)
+    return _assistant(seed_library, **{"answer.mode": "generate"})
 
 
 def test_local_model_answer_cites_dyvte(local_model):

@@ -9,6 +9,7 @@ from rag.answer.candidates import Candidate
 from rag.answer.evidence import ScoredSentence
 from rag.answer.judge import (
     JudgeWeights,
+    Logistic,
     candidate_features,
     decide,
     judge_candidates,
@@ -81,7 +82,7 @@ def test_decide_refuses_below_the_threshold_and_asks_the_model_only_inside_the_b
     settings = load_settings().answer
     reading = read_question("Is there an MLLM that reads sheet music?", "Is there an MLLM that reads sheet music?",
                             KEYWORDS, follow_up=False, refers_back=False)  # fmt: skip
-    weights = JudgeWeights((4.0, 0.0, -2.0, 2.0, 2.0), -3.0, (1.0, 1.0), 0.0)
+    weights = JudgeWeights(Logistic((0, 0, 0, 0, 0, 1.0), 0.0), Logistic((4.0, 0.0, -2.0, 2.0, 2.0, 0.0), -3.0))
     judged = judge_candidates(
         reading.terms,
         [
@@ -104,11 +105,11 @@ def test_decide_refuses_below_the_threshold_and_asks_the_model_only_inside_the_b
 
 def test_the_shipped_weights_match_the_features():
     weights = load_weights()
-    assert len(weights.coefficients) == 5
+    assert len(weights.rank.coefficients) == len(weights.answers.coefficients) == 6
 
 
 @pytest.mark.parametrize("value", [-50.0, 0.0, 50.0])
 def test_probability_is_bounded(value):
-    weights = JudgeWeights((value,) * 5, value)
+    weights = JudgeWeights(Logistic((value,) * 6, value), Logistic((value,) * 6, value))
     features = candidate_features(question_terms("sheet music", KEYWORDS), "music", 0.5, 0.5)
     assert 0.0 <= weights.probability(features) <= 1.0

@@ -85,16 +85,19 @@ class Features:
     unseen: float  # share of the question's terms the collection never uses and the candidate lacks
     similarity: float  # the retriever's best chunk similarity
     sentence: float  # its best sentence's score for the question
+    answer_score: float  # fusion rank + word coverage + best sentence (rag.answer.evidence.paper_answer_score)
     missing: tuple[Term, ...] = field(default=(), compare=False)
 
     def vector(self) -> list[float]:
-        return [self.coverage, self.rarest_missing, self.unseen, self.similarity, self.sentence]
+        return [self.coverage, self.rarest_missing, self.unseen, self.similarity, self.sentence, self.answer_score]
 
 
-FEATURE_NAMES = ("coverage", "rarest_missing", "unseen", "similarity", "sentence")
+FEATURE_NAMES = ("coverage", "rarest_missing", "unseen", "similarity", "sentence", "answer_score")
 
 
-def candidate_features(terms: QuestionTerms, text: str, similarity: float, sentence: float) -> Features:
+def candidate_features(
+    terms: QuestionTerms, text: str, similarity: float, sentence: float, answer_score: float = 0.0
+) -> Features:
     stems = paper_stems(text)
     known_total = covered = 0.0
     rarest = 0.0
@@ -114,22 +117,31 @@ def candidate_features(terms: QuestionTerms, text: str, similarity: float, sente
             missing.append(term)
     count = max(1, len(terms.terms))
     coverage = covered / known_total if known_total else 0.0
-    return Features(coverage, rarest, unseen / count, similarity, sentence, tuple(missing))
+    return Features(coverage, rarest, unseen / count, similarity, sentence, answer_score, tuple(missing))
+
+
+@dataclass(frozen=True)
+class Logistic:
+    coefficients: tuple[float, ...]
+    intercept: float
+
+    def __call__(self, values: Sequence[float]) -> float:
+        z = self.intercept + sum(c * x for c, x in zip(self.coefficients, values, strict=True))
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
 @dataclass(frozen=True)
 class JudgeWeights:
-    """A logistic model over `Features.vector()`, and how a model's Yes/No log-odds move its verdict; both fitted
-    by eval/fit_judge.py on the dev splits."""
+    """Three small logistic models, fitted by eval/fit_judge.py on the dev splits of two fields:
+    `rank` orders the candidates (is this paper the one that answers?), `answers` says whether the best
+    one answers the question at all, `model` combines that with a model's Yes/No log-odds."""
 
-    coefficients: tuple[float, ...]
-    intercept: float
-    model_coefficients: tuple[float, float] = (1.0, 1.0)  # on logit(features' probability), on the log-odds
-    model_intercept: float = 0.0
+    rank: Logistic
+    answers: Logistic
+    model: Logistic = Logistic((1.0, 1.0), 0.0)  # over (logit of answers' probability, model log-odds)
 
     def probability(self, features: Features) -> float:
-        z = self.intercept + sum(c * x for c, x in zip(self.coefficients, features.vector(), strict=True))
-        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+        return self.answers(features.vector())
 
 
 def missing_phrase(terms: QuestionTerms, missing: Sequence[Term], limit: int = 2) -> str:
@@ -157,9 +169,10 @@ def judge_candidates(terms: QuestionTerms, candidates: Sequence[Candidate], weig
     judged = []
     for candidate in candidates:
         best = max((s.score for s in candidate.sentences), default=0.0)
-        features = candidate_features(terms, candidate.text, candidate.hit.score, best)
-        judged.append(replace(candidate, features=features, probability=weights.probability(features)))
-    return sorted(judged, key=lambda c: (c.probability, c.score), reverse=True)
+        features = candidate_features(terms, candidate.text, candidate.hit.score, best, candidate.score)
+        judged_one = replace(candidate, features=features, probability=weights.probability(features))
+        judged.append((weights.rank(features.vector()), judged_one))
+    return [candidate for _, candidate in sorted(judged, key=lambda pair: pair[0], reverse=True)]
 
 
 class YesNoReader(Protocol):
@@ -203,8 +216,7 @@ def decide(
     low, high = settings.judge_band
     if model is not None and low <= probability <= high:
         log_odds = model.log_odds(reading.standalone, best.hit.title, best_sentences(best))
-        a, b = weights.model_coefficients
-        probability = 1.0 / (1.0 + math.exp(-(weights.model_intercept + a * _logit(probability) + b * log_odds)))
+        probability = weights.model((_logit(probability), log_odds))
     reason = f"probability {probability:.2f}" + ("" if log_odds is None else f", model log-odds {log_odds:+.2f}")
     if probability < settings.judge_threshold:
         return Verdict(judged, [], probability, log_odds, reason)
@@ -220,10 +232,10 @@ def load_weights(path: Path = WEIGHTS_FILE) -> JudgeWeights:
     data = json.loads(path.read_text(encoding="utf-8"))
     if tuple(data["features"]) != FEATURE_NAMES:
         raise RagError(f"{path}: fitted on features {data['features']}, this code reads {list(FEATURE_NAMES)}")
-    model = data.get("model") or {}
-    return JudgeWeights(
-        tuple(float(c) for c in data["coefficients"]),
-        float(data["intercept"]),
-        tuple(float(c) for c in model.get("coefficients", (1.0, 1.0))),
-        float(model.get("intercept", 0.0)),
-    )
+
+    def logistic(key: str, default: Logistic | None = None) -> Logistic:
+        if key not in data and default is not None:
+            return default
+        return Logistic(tuple(float(c) for c in data[key]["coefficients"]), float(data[key]["intercept"]))
+
+    return JudgeWeights(logistic("rank"), logistic("answers"), logistic("model", JudgeWeights.model))

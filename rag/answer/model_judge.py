@@ -97,3 +97,11 @@ class ModelJudge:
             yes = math.log(sum(math.exp(float(logits[t]) - top) for t in self._yes))
             no = math.log(sum(math.exp(float(logits[t]) - top) for t in self._no))
             return yes - no
+
+
+def load_judge_model(settings, progress: Callable[[str], None] | None = None) -> ModelJudge | None:
+    """The judge's model for these settings (rag.config.Settings), not yet loaded; None when none is set."""
+    name = settings.answer.judge_model
+    if not name:
+        return None
+    return ModelJudge(name, Path(os.path.expanduser(settings.llm.model_dir)), settings.llm.n_threads, progress)

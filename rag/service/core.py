@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from rag.answer.model_judge import ModelJudge, load_judge_model
 from rag.answering import Assistant
 from rag.chunking import tiktoken_counter
 from rag.config import Settings, default_config_dir, load_settings
@@ -100,7 +101,7 @@ class Service:
                 layered = {section: getattr(chosen, section).model_dump() for section in _PROFILE_SECTIONS}
             library = self.library.derive(layered) if layered else self.library
             library = library.derive(overrides) if overrides else library
-            assistant = Assistant(library, self._chat_model(library.settings))
+            assistant = Assistant(library, self._chat_model(library.settings), self._judge_model(library.settings))
             self._assistants[key] = assistant
             while len(self._assistants) > ASSISTANTS_KEPT:
                 self._assistants.popitem(last=False)
@@ -114,9 +115,20 @@ class Service:
             self._models[key] = load_chat_model(settings.llm, self._progress)
         return self._models[key]
 
+    def _judge_model(self, settings: Settings) -> ModelJudge | None:
+        """One judge model per file, shared by every assistant (it is a gigabyte)."""
+        name = settings.answer.judge_model
+        if not name:
+            return None
+        key = ("judge", name, settings.llm.model_dir)
+        if key not in self._models:
+            self._models[key] = load_judge_model(settings, self._progress)
+        return self._models[key]
+
     def generates(self, profile: str | None = None, overrides: Mapping[str, Any] | None = None) -> bool:
         """Whether answers for these settings are written by a model (and so stream a draft first)."""
-        return self.gate(self.assistant(profile, overrides)) is not None
+        assistant = self.assistant(profile, overrides)
+        return assistant.chat_model is not None and assistant.settings.answer.mode == "generate"
 
     def count_tokens(self, text: str) -> int:
         """Tokens as the pipeline counts them (tiktoken), e.g. for an API's usage figures."""
@@ -127,9 +139,10 @@ class Service:
     def gate(self, assistant: Assistant) -> ModelGate | None:
         """The gate an assistant's answers pass; None when it answers without a model (extractive)."""
         settings = assistant.settings
-        if assistant.chat_model is None or settings.answer.mode != "generate":
+        writes = assistant.chat_model is not None and settings.answer.mode == "generate"
+        if not writes and not settings.answer.judge_model:
             return None
-        local = settings.llm.backend == "llamacpp"
+        local = settings.llm.backend == "llamacpp" or not writes  # the judge model is always local
         key = ("local",) if local else _model_key(settings)  # local models share the CPU: one answer at a time
         with self._lock:
             if key not in self._gates:
@@ -277,7 +290,8 @@ class Service:
             "model": "loaded" if model is True else (model or "loading"),
             "ingest": (job.job_id if (job := self.jobs.running()) else None),
         }
-        if self.settings.answer.mode != "generate" or self.settings.llm.backend == "none":
+        model_free = self.settings.answer.mode != "generate" or self.settings.llm.backend == "none"
+        if model_free and not self.settings.answer.judge_model:
             detail["model"] = "none (extractive answers)"
             model = True
         return index is True and model is True, detail
