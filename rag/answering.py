@@ -1,11 +1,11 @@
-"""Answering stage: question (+ chat history) -> a short answer that names the papers and cites each one.
+"""Answering: question (+ chat history) -> a short answer that names the papers and cites each one.
 
-One pass, each concern in its own module:
-  condense a follow-up (conversation) -> retrieve papers (retrieval) -> read what the question asks
-  for (questions) -> refuse when the evidence is weak or no paper states what the question asks for
-  (answerability) -> order the papers by how well they answer and pick the ones the answer rests on
-  (evidence) -> plan the answer's shape around them (compose) -> the model writes one statement per
-  paper, each checked against that paper's evidence (citations), or the evidence sentence stands in.
+This module only orchestrates; each stage has its room in rag/answer/, in the order data flows:
+  read the question once (question, conversation) -> retrieve papers (rag.retrieval) -> read every
+  candidate's sentences (candidates, evidence) -> judge which candidates answer, or what is missing
+  (judge, model_judge) -> name them (names) -> compose the answer around one statement per paper
+  (compose) -> optionally let a model write each statement (rag.llm) -> verify every statement
+  against its own paper's evidence (verify).
 
     from rag.answering import Assistant
     assistant = Assistant.from_config()

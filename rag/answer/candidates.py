@@ -2,7 +2,7 @@
 
 Retrieval ranks papers by similarity; an answer needs the papers that *answer*. Every considered paper
 is read whole (all its abstract sentences scored against the question), ranked by an answer score,
-narrowed to the papers the question names, checked for the facets it asks about (rag.answerability),
+narrowed to the papers the question names (rag.answer.judge then decides which of them answer),
 and the chosen ones get their evidence packed, each keeping the sentence its statement quotes.
 """
 

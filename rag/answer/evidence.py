@@ -9,7 +9,7 @@ more in papers than in general text), packed under a tiktoken budget, and number
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -241,18 +241,3 @@ def statement_sentence(scored: Sequence[ScoredSentence], wants_number: bool, qua
         return sentence.score + bonus
 
     return max(pool, key=weight).text
-
-
-STRENGTH_LEXICAL_WEIGHT = 0.2
-
-
-def evidence_strength(question: str, hits: Sequence[PaperHit], passages: Mapping[str, Sequence[str]]) -> float:
-    """How well the index covers a question: the best similarity among the top papers, plus a little for the
-    share of the question's words that a top paper states (names like 'NExT-GPT' are strong evidence MiniLM
-    underrates)."""
-    if not hits:
-        return 0.0
-    coverage = max(
-        lexical_overlap(question, " ".join([hit.title, *passages.get(hit.paper_id, [hit.passage])])) for hit in hits
-    )
-    return max(hit.score for hit in hits) + STRENGTH_LEXICAL_WEIGHT * coverage
