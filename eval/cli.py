@@ -58,6 +58,7 @@ def _answer_overrides(args: argparse.Namespace) -> dict[str, object]:
     overrides: dict[str, object] = {}
     if getattr(args, "extractive", False):
         overrides["answer.mode"] = "extractive"
+        overrides["answer.judge_model"] = None
     if getattr(args, "model", None):
         overrides["llm.model"] = args.model
     return overrides

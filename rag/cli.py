@@ -54,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides: dict[str, object] = {"index.path": str(args.index)} if args.index else {}
         if getattr(args, "extractive", False):
             overrides["answer.mode"] = "extractive"
+            overrides["answer.judge_model"] = None  # --extractive: no model at all
         if getattr(args, "model", None):
             overrides["llm.model"] = args.model
         library = Library.from_config(args.profile, overrides=overrides or None)

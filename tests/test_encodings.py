@@ -92,6 +92,8 @@ def test_a_stray_byte_in_a_cli_question_is_one_line(tmp_path, command):
 def test_the_chat_answers_a_lone_surrogate_with_one_line(seed_library):
     from rag.answering import Assistant
 
-    assistant = Assistant.from_config(library=seed_library.derive({"answer.mode": "extractive"}))
+    assistant = Assistant.from_config(
+        library=seed_library.derive({"answer.mode": "extractive", "answer.judge_model": None})
+    )
     with pytest.raises(RagError, match="lone surrogate U\\+DC00"):
         assistant.ask("what about \udc00 tokens?")

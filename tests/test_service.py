@@ -105,10 +105,12 @@ def test_local_models_share_one_slot_and_a_hosted_model_gets_llm_concurrency(tmp
     local = Service(load_settings(overrides={"index.path": str(tmp_path), "llm.queue_size": 2}, env={}))
     one, other = local.gate(local.assistant()), local.gate(local.assistant("careful"))
     assert one is other and one.slots == 1 and one.queue_size == 2  # two GGUFs, one CPU: one answer at a time
-    assert local.gate(local.assistant(None, {"answer.mode": "extractive"})) is None  # no model, no queue
+    assert local.gate(local.assistant("extractive")) is None  # no model, no queue
     hosted = Service(load_settings(overrides={"index.path": str(tmp_path), "llm.backend": "openai",
                                               "llm.concurrency": 3}, env={}))  # fmt: skip
-    assert hosted.gate(hosted.assistant()).slots == 3
+    assert hosted.gate(hosted.assistant(None, {"answer.mode": "generate"})).slots == 3
+    judged = hosted.gate(hosted.assistant())  # the default judge model is local, whatever writes
+    assert judged is not None and judged.slots == 1
 
 
 # --- the service over a real index ------------------------------------------------------------------
@@ -118,7 +120,7 @@ def test_local_models_share_one_slot_and_a_hosted_model_gets_llm_concurrency(tmp
 def service(seed_library, tmp_path):
     index = tmp_path / "index"
     shutil.copytree(seed_library.settings.index_path, index)
-    library = make_library(index, seed_library.embedder, **{"answer.mode": "extractive"})
+    library = make_library(index, seed_library.embedder, **{"answer.mode": "extractive", "answer.judge_model": None})
     return Service(library.settings, library=library)
 
 
