@@ -213,12 +213,14 @@ class Service:
         """
         kept: list[Path] = []
         refused: list[UploadRefused] = []
+        batch = self.uploads.new_batch()  # this request's own folder: a later same-named upload cannot replace these
         for name, data in files:
             try:
-                kept.append(self.uploads.save(name, data))
+                kept.append(self.uploads.save(name, data, batch))
             except UploadRefused as exc:
                 refused.append(exc)
         if not kept:
+            self.uploads.discard_batch(batch)
             too_large = bool(refused) and all(exc.too_large for exc in refused)
             raise UploadRefused("; ".join(map(str, refused)) or "no files given", too_large=too_large)
         return self.jobs.submit(kept, [p.name for p in kept], [str(exc) for exc in refused])
