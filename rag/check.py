@@ -1,6 +1,9 @@
 """Index upkeep: `rag check` verifies an index end to end, and `--repair` fixes what can be fixed.
 
 What is checked, each with what a repair does about it:
+- the vector index's files (HNSW folders) are sound before Chroma loads them (rag.store_files; a
+  damaged one crashes the process): damaged folders are moved aside, their vectors then count as
+  lost and are re-embedded as below;
 - the vector index holds a vector for every stored chunk and sentence (lost HNSW files): the
   missing ones are re-embedded from the stored texts, the rest kept;
 - a sample of stored vectors equals what the model gives their texts now: if not, all re-embedded;
@@ -33,6 +36,7 @@ from rag.chunking import abstract_sentences, embed_text_for, uses_title
 from rag.ingest import chunk_plan, ingest_lock
 from rag.lexical import CATALOG_FILE, KeywordIndex, cache_dir, remove_catalog
 from rag.store import SOURCE_SEPARATOR
+from rag.store_files import QUARANTINE, damaged_files, describe, forget_quarantine, quarantine
 
 SAMPLE = 32
 SAME_VECTOR = 0.99  # cosine; a re-embedded text matches its stored vector to ~1e-6 on the same model
@@ -42,7 +46,7 @@ SAME_VECTOR = 0.99  # cosine; a re-embedded text matches its stored vector to ~1
 class Finding:
     """One thing wrong with an index, and what `--repair` does about it ("" when it cannot)."""
 
-    area: str  # vectors | chunks | sentences | catalog | cache
+    area: str  # files | vectors | chunks | sentences | catalog | cache
     problem: str
     repair: str
     detail: tuple = ()  # what the repair needs (ids, paths); not shown
@@ -67,17 +71,47 @@ class CheckReport:
 
 def check_index(library, *, repair: bool = False, sample: int = SAMPLE, say: Callable[[str], None] = print):
     """Check the library's index (and repair it); `say` gets a line as each step starts."""
+    damaged = _damaged_files(library, say)
+    if damaged and not repair:  # Chroma must not load them (a crash); the other checks wait for the repair
+        report = CheckReport(index=str(library.settings.index_path))
+        report.findings = damaged
+        return report
+    if damaged:
+        with ingest_lock(library.settings.index_path):
+            moved = quarantine([d for f in damaged for d in f.detail])
+        note = f"moved {len(moved)} damaged vector folders aside (to {QUARANTINE}/); their vectors count as lost"
     store = library.store()
     store.open_for(library.settings.embedding.model, None, create=False)
     report = CheckReport(index=store.where.removeprefix("the index at "))
-    report.findings = _inspect(library, report, sample, say, report.seconds)
+    report.findings = damaged + _inspect(library, report, sample, say, report.seconds)
+    if damaged:
+        report.repaired.append(note)
     if repair and report.findings:
         with ingest_lock(library.settings.index_path):
             _repair(library, report, say)
             report.repair_ran = True
             say("checking again")
             report.remaining = _inspect(library, report, sample, lambda _line: None, {})
+        if damaged and not report.remaining:
+            forget_quarantine(library.settings.index_path)
     return report
+
+
+def _damaged_files(library, say: Callable[[str], None]) -> list[Finding]:
+    """The vector-index files that fail their check (rag.store_files), one finding each, named."""
+    if library.settings.index.server is not None or not library.settings.index_path.is_dir():
+        return []
+    say("checking the vector files")
+    path = library.settings.index_path
+    return [
+        Finding(
+            "files",
+            f"the vector file {describe(path, [item])} is damaged",
+            "move its folder aside and re-embed its vectors from the stored texts",
+            (item,),
+        )
+        for item in damaged_files(path)
+    ]
 
 
 # --- inspection ------------------------------------------------------------------------------------

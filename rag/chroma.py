@@ -78,6 +78,15 @@ class Connection:
         self.client = self._open()
         self.stores: weakref.WeakSet = weakref.WeakSet()  # told to let go of old collection handles on reopen
 
+    def guard(self) -> None:
+        """Refuse an index whose vector files are damaged before Chroma loads them (it would crash the
+        process: native code, no exception). Costs a few stat calls once the files were judged."""
+        if self.server is None:
+            from rag.store_files import damage_error
+
+            if (error := damage_error(self.path)) is not None:
+                raise error
+
     def _open(self):  # -> chromadb.ClientAPI
         import chromadb
         from chromadb.config import Settings as ChromaSettings
@@ -86,6 +95,7 @@ class Connection:
         if self.server is not None:
             host, port, ssl = parse_server(self.server)
             return chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=settings)
+        self.guard()
         return chromadb.PersistentClient(path=str(self.path), settings=settings)
 
     def stale(self) -> bool:
@@ -157,6 +167,8 @@ def open_connection(path: Path, server: str | None, *, create: bool) -> tuple[st
         return f"the index at {path}", connect(path, None)
     except PermissionError:
         raise IndexStoreError(f"cannot write the index at {path}: permission denied") from None
+    except IndexStoreError:
+        raise
     except Exception as exc:  # noqa: BLE001 - Chroma raises many types for a broken folder
         if "readonly" in str(exc).lower() or "read-only" in str(exc).lower():
             raise IndexStoreError(

@@ -202,6 +202,9 @@ def _cmd_ingest(library: Library, args: argparse.Namespace) -> int:
         print(f"note: {report.papers_missing} indexed papers are no longer in their sources; --prune removes them")
     for line in report.problem_summary:
         print(f"rag: skipped {line}", file=sys.stderr)
+    if report.problems_total and not report.records_read:
+        print(f"{report.problems_total:,} problems (listed above); nothing was ingested", file=sys.stderr)
+        return EXIT_ERROR
     if report.problems_total:
         print(f"{report.problems_total:,} problems (listed above); everything else was ingested", file=sys.stderr)
         return EXIT_PARTIAL

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -100,6 +102,9 @@ class PaperRecord:
     fields: dict
 
 
+_REOPEN_LOCK = threading.Lock()
+
+
 class PaperCatalog:
     """SQLite catalog of the indexed papers: hashes, filter metadata, keyword tokens."""
 
@@ -108,8 +113,9 @@ class PaperCatalog:
         self.collection = collection
         self.title_weight = title_weight
         self.recovered: str | None = None  # why a damaged catalog file was replaced, when it was
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file the connection has open
         try:
-            self._db = self._open()
+            self._conn = self._open()
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError):  # locked, unreadable, read-only: not damage
                 raise IndexStoreError(f"cannot open the paper catalog at {self.path} ({exc})") from None
@@ -117,7 +123,7 @@ class PaperCatalog:
             self.recovered = f"the paper catalog {self.path} was damaged ({exc}); rebuilt it from the index"
             remove_catalog(index_path)
             try:
-                self._db = self._open()
+                self._conn = self._open()
             except sqlite3.Error as again:
                 raise IndexStoreError(f"cannot recreate the paper catalog at {self.path} ({again})") from None
 
@@ -131,10 +137,34 @@ class PaperCatalog:
         except BaseException:
             db.close()
             raise
+        self._identity = self._file_identity()
         return db
 
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection, reopened when another process replaced or removed the file (`rag check --repair`
+        rebuilds it): a connection to the old, unlinked file reads stale rows and cannot write
+        ("attempt to write a readonly database"). Never in the middle of a transaction."""
+        if not self._conn.in_transaction and self._file_identity() != self._identity:
+            with _REOPEN_LOCK:
+                if self._file_identity() != self._identity:
+                    try:
+                        fresh = self._open()
+                    except sqlite3.DatabaseError as exc:
+                        raise IndexStoreError(f"cannot open the paper catalog at {self.path} ({exc})") from None
+                    self._conn, old = fresh, self._conn
+                    old.close()
+        return self._conn
+
     def close(self) -> None:
-        self._db.close()
+        self._conn.close()
 
     # --- state ----------------------------------------------------------------------------------
 

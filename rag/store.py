@@ -55,8 +55,10 @@ class ChromaStore(ChromaIntegrity):
         self._collection = self._sentences = None
 
     def refresh(self) -> bool:
-        """Reopen if another process wrote the index since this process's client was opened; True if so."""
+        """Reopen if another process wrote the index since this process's client was opened; True if so.
+        Refuses (IndexStoreError) when the vector files on disk were damaged meanwhile."""
         connection = self._connection
+        connection.guard()
         if not connection.stale():
             return False
         connection.reopen()

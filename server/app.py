@@ -1,8 +1,9 @@
 """The FastAPI app behind `rag serve`: the API, the OpenAI endpoint and the chat page over one `Service`.
 
 Security defaults: 127.0.0.1; an API key when $RAG_API_KEY (server.api_key_env) holds one, compared in
-constant time and never logged; CORS off unless server.cors_origins names origins; request bodies
-limited; every error one JSON line (server/errors.py).
+constant time and never logged; CORS off unless server.cors_origins names origins, and state-changing
+requests from other origins refused (server/origins.py); request bodies limited; every error one JSON
+line (server/errors.py).
 """
 
 from __future__ import annotations
@@ -26,10 +27,16 @@ from rag.library import Library
 from rag.service import Service
 from server import docs, errors, openai_api, routes
 from server.errors import ApiError
+from server.origins import CrossSiteGuard
 
 
 def api_key(settings: Settings) -> str | None:
     return os.environ.get(settings.server.api_key_env) or None
+
+
+def _has_key(request: Request, key: str) -> bool:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key.encode())
 
 
 def key_check(key: str | None):
@@ -78,24 +85,28 @@ def create_app(service: Service, *, chat_page: bool | None = None, key: str | No
         body_limits=f"at most {settings.max_body_kb} kB of JSON (server.max_body_kb), or "
         f"{settings.max_upload_files} files of {ui.max_upload_mb:g} MB to /v1/ingest",
     )
-    if settings.cors_origins:
-        from fastapi.middleware.cors import CORSMiddleware
+    # Always ours, even with no origins listed: then no origin gets CORS headers, and the chat page's own
+    # CORS layer (Gradio's, which allows any http://localhost:* page) stands aside for it.
+    from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type"],
-            expose_headers=["Retry-After", "Location"],
-        )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type"],
+        expose_headers=["Retry-After", "Location"],
+    )
+    app.add_middleware(CrossSiteGuard, allowed=settings.cors_origins)  # outermost: refused before anything runs
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     async def healthz():
         return {"status": "ok", "version": __version__}
 
     @app.get("/readyz", tags=["health"], summary="The index is open and the model loaded (503 until then)")
-    async def readyz():
+    async def readyz(request: Request):
         ready, detail = service.readiness()
+        if key is not None and not _has_key(request, key):
+            detail.pop("ingest", None)  # what runs is the key holder's business
         return JSONResponse({"status": "ready" if ready else "not ready", **detail}, status_code=200 if ready else 503,
                             headers=None if ready else {"Retry-After": "5"})  # fmt: skip
 

@@ -25,11 +25,13 @@ log = logging.getLogger("rag.serve")
 _TYPES = {
     400: ("invalid_request_error", "bad_request"),
     401: ("authentication_error", "unauthorized"),
+    403: ("permission_error", "forbidden"),
     404: ("not_found_error", "not_found"),
     405: ("invalid_request_error", "method_not_allowed"),
     413: ("invalid_request_error", "too_large"),
     415: ("invalid_request_error", "unsupported_media_type"),
     422: ("invalid_request_error", "invalid_input"),
+    502: ("server_error", "backend_error"),
     503: ("server_error", "unavailable"),
 }
 

@@ -75,6 +75,16 @@ def _pieces(text: str, words: int = 6) -> list[str]:
     return ["".join(tokens[i : i + words]) for i in range(0, len(tokens), words)]
 
 
+def backend_message(answer: Answer) -> str:
+    return f"the model backend failed: {answer.error}"
+
+
+def backend_failed(answer: Answer) -> JSONResponse:
+    """502 in the error shape (an OpenAI client raises on it); the extractive fallback rides along in `paper_rag`."""
+    body = error_body(502, backend_message(answer), "backend_error") | {"paper_rag": answer.to_json()}
+    return JSONResponse(body, status_code=502)
+
+
 def router(service: Service, *, json_limit: int) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], responses=ERROR_RESPONSES)
     started = int(time.time())
@@ -120,6 +130,8 @@ def router(service: Service, *, json_limit: int) -> APIRouter:
                     answer = item
             if answer is None:
                 raise RagError("no answer came back")
+            if answer.error:
+                return backend_failed(answer)
             content = content_of(answer)
             return JSONResponse(
                 {
@@ -147,10 +159,31 @@ def router(service: Service, *, json_limit: int) -> APIRouter:
                         "model": body.model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                         **extra})  # fmt: skip
 
+        # The first item is awaited before any byte is sent: a backend that is down fails before its first
+        # token, and that is an HTTP error the client raises on, not a 200 stream with fallback text.
+        stream = drive(items)
+        try:
+            first = await anext(stream, None)
+        except BaseException:
+            await stream.aclose()
+            raise
+        if isinstance(first, Answer) and first.error:
+            await stream.aclose()
+            return backend_failed(first)
+
+        async def replayed() -> AsyncIterator[str | Answer]:
+            if first is not None:
+                yield first
+            async for item in stream:
+                yield item
+
         async def events() -> AsyncIterator[bytes]:
             yield chunk({"role": "assistant", "content": ""})
             try:
-                async for item in drive(items):
+                async for item in replayed():
+                    if isinstance(item, Answer) and item.error:  # the backend failed after its draft began
+                        yield sse(error_body(502, backend_message(item), "backend_error"))
+                        break
                     if not isinstance(item, Answer):
                         if drafting and item:
                             yield chunk({"reasoning_content": item})
@@ -168,6 +201,8 @@ def router(service: Service, *, json_limit: int) -> APIRouter:
             except Exception as exc:  # noqa: BLE001 - the client gets one line, the log the traceback
                 log.exception("unexpected error while streaming a chat completion")
                 yield sse(error_body(500, f"internal error ({type(exc).__name__})"))
+            finally:
+                await stream.aclose()
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -192,3 +192,10 @@ def test_a_reader_that_closes_the_pipe_early_gets_no_traceback(seed_library):
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141, stderr[-1500:]
     assert stderr == "", stderr[-1500:]
+
+
+def test_ingest_of_only_missing_paths_says_nothing_was_ingested(tmp_path):
+    """Before: exit 1 and "everything else was ingested" when there was nothing else."""
+    result = run_cli("ingest", str(tmp_path / "nonexistent"), index=tmp_path / "idx")
+    assert result.returncode == 2, result.stderr
+    assert "nothing was ingested" in result.stderr and "everything else" not in result.stderr

@@ -9,6 +9,7 @@ every 1,000 additions and keeps the rest in its log, so a smaller index survives
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 
@@ -173,3 +174,42 @@ def test_a_broken_chroma_database_says_how_to_recover(broken):
         assert result.returncode == 2, (command, result.stderr[-800:])
         line = _one_line(result)
         assert str(broken) in line and "damaged" in line and "run `rag ingest`" in line, line
+
+
+HNSW_FILES = ("data_level0.bin", "link_lists.bin", "header.bin", "length.bin")
+
+
+def _flip(path, seed: int, count: int = 10) -> None:
+    """Flip `count` random bytes of a file (each XOR-ed with a random non-zero mask)."""
+    rng = random.Random(seed)
+    data = bytearray(path.read_bytes())
+    for _ in range(count):
+        data[rng.randrange(len(data))] ^= rng.randrange(1, 256)
+    path.write_bytes(bytes(data))
+
+
+def _largest_vector_folder(index):
+    folders = [p for p in index.iterdir() if p.is_dir() and re.fullmatch(r"[0-9a-f-]{36}", p.name)]
+    return max(folders, key=lambda p: (p / "data_level0.bin").stat().st_size)
+
+
+@pytest.mark.parametrize("name", HNSW_FILES)
+def test_flipped_bytes_in_a_vector_file_are_named_refused_and_repaired(broken, clean, clean_results, embedder, name):
+    folder = _largest_vector_folder(broken)
+    _flip(folder / name, seed=HNSW_FILES.index(name))
+    check = run_cli("check", index=broken, extra_env=SMALL_CHUNKS_ENV)
+    assert check.returncode == 1, (check.returncode, check.stderr[-800:])  # not 139 (a segfault), not silence
+    assert f"{folder.name}/{name}" in check.stdout and "damaged" in check.stdout, check.stdout
+    if name == "data_level0.bin":  # every other command: one line that says what to run
+        for command in (["search", QUESTIONS[0]], ["ask", "--extractive", QUESTIONS[0]], ["ingest", str(clean[1])]):
+            result = run_cli(*command, index=broken, extra_env=SMALL_CHUNKS_ENV)
+            assert result.returncode == 2, (command, result.returncode, result.stderr[-800:])
+            line = _one_line(result)
+            assert f"{folder.name}/{name}" in line and "rag check --repair" in line, line
+    repair = run_cli("check", "--repair", index=broken, extra_env=SMALL_CHUNKS_ENV)
+    assert repair.returncode == 0, repair.stdout + repair.stderr[-800:]
+    assert "moved 1 damaged vector folders aside" in repair.stdout and "re-embedded" in repair.stdout, repair.stdout
+    assert not (broken / ".damaged-vector-files").exists()
+    assert results(broken, embedder) == clean_results
+    assert content(broken) == content(clean[0])
+    assert run_cli("check", index=broken, extra_env=SMALL_CHUNKS_ENV).returncode == 0

@@ -369,3 +369,58 @@ def _search(index: Path, question: str, *args: str) -> list[str]:
     result = run_cli("search", question, "-k", "10", "--json", *args, index=index)
     assert result.returncode == 0, result.stderr
     return [r["title"] for r in json.loads(result.stdout)["results"]]
+
+
+def _macro_bomb(doublings: int = 40) -> str:
+    """`@string` macros that double each other: m40 alone would be 10 x 2^40 characters."""
+    lines = ['@string{m0 = "0123456789"}'] + [f"@string{{m{i} = m{i - 1} # m{i - 1}}}" for i in range(1, doublings + 1)]
+    lines.append(
+        f"@article{{bomb, title = {{A Title Made of Macros}}, year = 2024, abstract = m{doublings} # m{doublings}}}"
+    )
+    return "\n".join(lines) + "\n" + USER_BIB
+
+
+def test_bibtex_macro_expansion_is_capped_and_reported_once():
+    from rag.readers.bibtex import MAX_FIELD_CHARS
+
+    entries, problems = parse_bibtex(_macro_bomb())
+    bomb = next(e for e in entries if e.key == "bomb")
+    assert len(bomb.fields["abstract"]) == MAX_FIELD_CHARS
+    assert [m for _, m in problems if "bomb" in m] == [
+        f"entry 'bomb': field 'abstract' is longer than {MAX_FIELD_CHARS:,} characters (after @string expansion); "
+        "cut there"
+    ]
+    assert "protein2021" in {e.key for e in entries}  # the entries after it are still read
+
+
+@pytest.mark.slow
+def test_rag_ingest_survives_a_bibtex_macro_bomb_and_reads_the_other_files(tmp_path):
+    """Before: 2.7 GB in 8 s, then "unexpected MemoryError", and the JSONL beside it never ingested."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, run_cli
+
+    bib = _write(tmp_path / "bomb.bib", _macro_bomb())
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"title": "Kelp Forest Mapping with Sonar", "abstract": ABSTRACT}) + "\n")
+
+    def capped() -> None:  # the child may not take the machine, whatever happens
+        resource.setrlimit(resource.RLIMIT_DATA, (3 * 2**30, 3 * 2**30))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")} | {
+        "RAG_INDEX__PATH": str(tmp_path / "index")
+    }
+    ingest = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ingest", str(bib), str(other)],
+        capture_output=True, text=True, env=env, timeout=240, cwd=REPO, preexec_fn=capped,
+    )  # fmt: skip
+    assert ingest.returncode == 1, ingest.stderr[-1500:]  # done, with a problem reported
+    assert "MemoryError" not in ingest.stderr and "Traceback" not in ingest.stderr
+    bomb_lines = [line for line in ingest.stderr.splitlines() if "'bomb'" in line]
+    assert len(bomb_lines) == 1 and "field 'abstract' is longer than 100,000 characters" in bomb_lines[0], bomb_lines
+    assert "from 2 files" in ingest.stdout and "embedded" in ingest.stdout, ingest.stdout
+    found = run_cli("search", "kelp forest sonar", "-k", "1", "--json", index=tmp_path / "index")
+    assert "Kelp Forest Mapping with Sonar" in found.stdout, found.stdout[-800:]

@@ -88,15 +88,27 @@ def test_sessions_keep_recent_turns_and_forget_the_least_recently_used():
 def test_upload_area_sanitises_names_and_refuses_types_and_sizes(tmp_path):
     area = UploadArea(tmp_path / "uploads", max_mb=0.001)  # 1 kB
     kept = area.save("../../etc/my papers (1).jsonl", io.BytesIO(b'{"title": "t", "abstract": "a"}\n'))
-    assert kept == tmp_path / "uploads" / "my_papers__1_.jsonl" and kept.read_bytes().startswith(b'{"title"')
+    assert kept.name == "my_papers__1_.jsonl" and kept.parent.parent == tmp_path / "uploads"
+    assert kept.read_bytes().startswith(b'{"title"')
     with pytest.raises(UploadRefused, match="only .jsonl"):
         area.save("evil.exe", io.BytesIO(b"MZ"))
     with pytest.raises(UploadRefused) as big:
         area.save("big.jsonl", io.BytesIO(b"x" * 5000))  # streamed: refused mid-copy
     assert big.value.too_large
-    assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == ["my_papers__1_.jsonl"]  # nothing half-written
+    kept_files = sorted(p.name for p in (tmp_path / "uploads").rglob("*") if p.is_file())
+    assert kept_files == ["my_papers__1_.jsonl"]  # nothing half-written
     records = area.save_records([{"title": "T", "abstract": "A"}], "api.jsonl")
     assert json.loads(records.read_text()) == {"title": "T", "abstract": "A"}
+
+
+def test_same_named_uploads_each_keep_their_own_bytes(tmp_path):
+    """Before: the second `refs.jsonl` replaced the first in uploads/ while the first job waited."""
+    area = UploadArea(tmp_path / "uploads", max_mb=1)
+    first = area.save("refs.jsonl", io.BytesIO(b'{"title": "X", "abstract": "x"}\n'))
+    second = area.save("refs.jsonl", io.BytesIO(b'{"title": "Y", "abstract": "y"}\n'))
+    records = area.save_records([{"title": "Z", "abstract": "z"}], "refs.jsonl")
+    assert len({first, second, records}) == 3 and {p.name for p in (first, second, records)} == {"refs.jsonl"}
+    assert b'"X"' in first.read_bytes() and b'"Y"' in second.read_bytes() and b'"Z"' in records.read_bytes()
 
 
 def test_local_models_share_one_slot_and_a_hosted_model_gets_llm_concurrency(tmp_path):
@@ -195,5 +207,5 @@ def test_ingest_job_runs_beside_searches_which_see_the_paper_when_it_is_done(ser
     assert hits[0].paper_id == "zebra-1"
     paper = service.paper("zebra-1")
     assert paper.title.startswith("Thermal zebra") and "thermal-aware detector" in paper.abstract
-    assert paper.sources[0].endswith("uploads/zebras.jsonl")
+    assert paper.sources[0].endswith("/zebras.jsonl") and "/uploads/" in paper.sources[0]
     assert service.stats().papers == 277

@@ -28,6 +28,9 @@ _ENTRY_START = re.compile(r"^[ \t]*@[ \t]*[A-Za-z]+[ \t]*[{(]", re.MULTILINE)
 _SKIPPED_TYPES = {"comment", "preamble"}
 _BRACE_OR_NEWLINE = re.compile(r"[{}\n]")
 _PAREN_BRACE_OR_NEWLINE = re.compile(r"[{}()\n]")
+# `@string` macros may double each other (`m1 = m0 # m0`, ...): forty lines would ask for terabytes.
+# No real field comes near this (abstracts are cut at corpus.max_abstract_chars, 20,000 by default).
+MAX_FIELD_CHARS = 100_000
 
 
 @dataclass
@@ -56,6 +59,9 @@ class _Parser:
         self.text = text
         self.pos = 0
         self.strings: dict[str, str] = {name: value for name, value in MONTHS.items()}
+        self.cut_macros: set[str] = set()  # macros whose value was cut at MAX_FIELD_CHARS
+        self.cuts: list[tuple[int, str]] = []  # (line, message): fields cut at MAX_FIELD_CHARS
+        self._cut = False  # the value being read was cut
         self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
 
     def line_of(self, position: int) -> int:
@@ -81,7 +87,7 @@ class _Parser:
             if entry is not None:
                 entry.line = start_line
                 entries.append(entry)
-        return entries, problems
+        return entries, sorted(problems + self.cuts)
 
     def _next_entry_start(self, after: int) -> int:
         """Where reading resumes after a bad entry: the next line that starts an `@entry`."""
@@ -108,6 +114,10 @@ class _Parser:
         if entry_type == "string":
             name, value = self._field(closer)
             self.strings[name] = value
+            if self._cut:
+                self.cut_macros.add(name)
+            else:
+                self.cut_macros.discard(name)
             self._skip_space()
             self._expect(closer)
             return None
@@ -129,6 +139,14 @@ class _Parser:
             if self._peek() == closer:  # a trailing comma
                 continue
             name, value = self._field(closer)
+            if self._cut and name not in entry.fields:
+                self.cuts.append(
+                    (
+                        self.line_of(at),
+                        f"entry '{key}': field '{name}' is longer than {MAX_FIELD_CHARS:,} characters "
+                        "(after @string expansion); cut there",
+                    )
+                )
             entry.fields.setdefault(name, value)
             self._skip_space()
 
@@ -139,12 +157,20 @@ class _Parser:
         if self._peek() != "=":
             raise BibSyntaxError(f"field '{name}': expected '=', found {self._shown(self._peek())}", self.pos)
         self.pos += 1
+        self._cut = False
         parts = [self._value(name)]
+        length = len(parts[0])
         self._skip_space()
         while self._peek() == "#":
             self.pos += 1
-            parts.append(self._value(name))
+            part = self._value(name)
+            if length < MAX_FIELD_CHARS:  # past the cap, the rest is still read (to find the entry's end), not kept
+                parts.append(part)
+                length += len(part)
             self._skip_space()
+        if length > MAX_FIELD_CHARS:
+            self._cut = True
+            return name, "".join(parts)[:MAX_FIELD_CHARS]
         return name, "".join(parts)
 
     def _value(self, name: str) -> str:
@@ -163,6 +189,8 @@ class _Parser:
             self.pos = match.end()
             return match.group()
         macro = self._identifier(f"a value for field '{name}'")
+        if macro.lower() in self.cut_macros:
+            self._cut = True
         return self.strings.get(macro.lower(), macro)
 
     def _balanced(self, closer: str, *, entry_start: int, field_name: str | None = None) -> str:

@@ -14,6 +14,7 @@ Answers that need a model pass its gate (`rag.service.gate`): one at a time for 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import OrderedDict
@@ -25,7 +26,7 @@ from rag.answer.model_judge import ModelJudge, load_judge_model
 from rag.answering import Assistant
 from rag.chunking import tiktoken_counter
 from rag.config import Settings, default_config_dir, load_settings
-from rag.errors import ConfigError, LLMError, RagError
+from rag.errors import ConfigError, IndexStoreError, LLMError, RagError
 from rag.ingest import IngestProgress, IngestReport
 from rag.library import Library
 from rag.llm import ChatModel, load_chat_model
@@ -60,6 +61,7 @@ class Service:
         self._models: dict[tuple, ChatModel | None] = {}
         self._gates: dict[tuple, ModelGate] = {}
         self._warm: dict[str, Any] = {"index": None, "model": None}
+        self._failing: str | None = None  # the last index failure a request met; cleared by the next success
         self._count_tokens: Callable[[Sequence[str]], list[int]] | None = None
         self.sessions = Sessions(settings.server.sessions)
         upload_dir = Path(settings.ui.upload_dir or settings.index_path / "uploads").expanduser()
@@ -189,10 +191,11 @@ class Service:
         return answer
 
     def _recorded(self, items: Iterator[str | Answer], session: str | None) -> Iterator[str | Answer]:
-        for item in items:
-            if session is not None and isinstance(item, Answer):
-                self.sessions.add(session, item)
-            yield item
+        with self._watching_index():
+            for item in items:
+                if session is not None and isinstance(item, Answer):
+                    self.sessions.add(session, item)
+                yield item
 
     # --- the index -------------------------------------------------------------------------------------
 
@@ -206,7 +209,19 @@ class Service:
         rerank: bool | None = None,
     ) -> SearchResult:
         check_question(question)
-        return self.library.search_result(question, k=k, where=where, mode=mode, rerank=rerank)
+        with self._watching_index():
+            return self.library.search_result(question, k=k, where=where, mode=mode, rerank=rerank)
+
+    @contextlib.contextmanager
+    def _watching_index(self) -> Iterator[None]:
+        """Remember an index failure for /readyz (which then says what cannot be served), and forget it
+        once a request gets through again."""
+        try:
+            yield
+        except IndexStoreError as exc:
+            self._failing = str(exc)
+            raise
+        self._failing = None
 
     def paper(self, paper_id: str) -> Paper | None:
         return self.library.paper(paper_id)
@@ -226,12 +241,14 @@ class Service:
         """
         kept: list[Path] = []
         refused: list[UploadRefused] = []
+        batch = self.uploads.new_batch()  # this request's own folder: a later same-named upload cannot replace these
         for name, data in files:
             try:
-                kept.append(self.uploads.save(name, data))
+                kept.append(self.uploads.save(name, data, batch))
             except UploadRefused as exc:
                 refused.append(exc)
         if not kept:
+            self.uploads.discard_batch(batch)
             too_large = bool(refused) and all(exc.too_large for exc in refused)
             raise UploadRefused("; ".join(map(str, refused)) or "no files given", too_large=too_large)
         return self.jobs.submit(kept, [p.name for p in kept], [str(exc) for exc in refused])
@@ -294,7 +311,20 @@ class Service:
         if model_free and not self.settings.answer.judge_model:
             detail["model"] = "none (extractive answers)"
             model = True
+        if index is True:  # open once; can it still serve? (cheap: the files' sizes and times, a remembered failure)
+            problem = self._index_problem()
+            if problem:
+                detail["index"] = problem
+                index = problem
         return index is True and model is True, detail
+
+    def _index_problem(self) -> str | None:
+        if self.settings.index.server is None:
+            from rag.store_files import damage_error
+
+            if (damaged := damage_error(self.settings.index_path)) is not None:
+                return str(damaged)
+        return f"failing: {self._failing}" if self._failing else None
 
 
 def _model_key(settings: Settings) -> tuple:

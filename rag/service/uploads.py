@@ -1,16 +1,21 @@
 """The upload area: files people send to be ingested, kept under sanitised names and size and type limits.
 
 The chat page's Ingest tab and POST /v1/ingest both save through here, so a file is refused or kept
-the same way whichever door it came through.
+the same way whichever door it came through. Each request's files go to a folder of their own
+(`uploads/<batch>/`): a job queued behind another reads exactly the bytes sent with it, even when a
+later upload has the same name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePath
 from typing import Any, BinaryIO
@@ -54,13 +59,30 @@ class UploadArea:
             raise UploadRefused(f"{original}: only {', '.join(UPLOAD_TYPES)} files are accepted")
         return name
 
-    def save(self, original: str, data: BinaryIO | Path) -> Path:
-        """Keep one file (a path, or a stream read to its end); refused past the size limit, nothing half-written."""
+    def new_batch(self) -> Path:
+        """A fresh folder for one request's files (never shared with another request's)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            batch = self.folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+            try:
+                batch.mkdir()
+                return batch
+            except FileExistsError:
+                continue
+
+    def discard_batch(self, batch: Path) -> None:
+        """Remove a batch folder that kept nothing."""
+        with contextlib.suppress(OSError):
+            batch.rmdir()
+
+    def save(self, original: str, data: BinaryIO | Path, batch: Path | None = None) -> Path:
+        """Keep one file (a path, or a stream read to its end) in `batch` (default: a new one); refused past
+        the size limit, nothing half-written."""
         name = self.check_name(original)
         if isinstance(data, Path) and data.stat().st_size > self.max_bytes:
             raise UploadRefused(f"{original}: larger than {self.max_mb:g} MB", too_large=True)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".upload-")
+        folder = batch or self.new_batch()
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".upload-")
         try:
             with os.fdopen(handle, "wb") as out:
                 if isinstance(data, Path):
@@ -73,8 +95,8 @@ class UploadArea:
                         if size > self.max_bytes:
                             raise UploadRefused(f"{original}: larger than {self.max_mb:g} MB", too_large=True)
                         out.write(block)
-            target = self.folder / name
-            os.replace(temporary, target)  # a same-named earlier upload is replaced whole
+            target = folder / name
+            os.replace(temporary, target)  # the same name twice in one request: the later one is kept
             return target
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
@@ -82,12 +104,12 @@ class UploadArea:
 
     def save_records(self, records: Iterable[Mapping[str, Any]], name: str) -> Path:
         """Keep JSON records (title, abstract, ...) as a JSON Lines file that ingest reads like any upload."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        target = self.folder / self.check_name(name)
+        filename = self.check_name(name)
         lines = "".join(json.dumps(dict(record), ensure_ascii=False) + "\n" for record in records)
         if len(lines.encode("utf-8")) > self.max_bytes:
             raise UploadRefused(f"{name}: larger than {self.max_mb:g} MB", too_large=True)
-        handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".upload-")
+        target = self.new_batch() / filename
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(lines)
         os.replace(temporary, target)
