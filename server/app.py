@@ -26,6 +26,7 @@ from rag.library import Library
 from rag.service import Service
 from server import docs, errors, openai_api, routes
 from server.errors import ApiError
+from server.responses import Health, Readiness, ok
 
 
 def api_key(settings: Settings) -> str | None:
@@ -89,11 +90,16 @@ def create_app(service: Service, *, chat_page: bool | None = None, key: str | No
             expose_headers=["Retry-After", "Location"],
         )
 
-    @app.get("/healthz", tags=["health"], summary="The process is up")
+    @app.get("/healthz", tags=["health"], summary="The process is up", responses=ok(Health))
     async def healthz():
         return {"status": "ok", "version": __version__}
 
-    @app.get("/readyz", tags=["health"], summary="The index is open and the model loaded (503 until then)")
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="The index is open and the model loaded (503 until then)",
+        responses={**ok(Readiness), 503: {"model": Readiness, "description": "Not ready yet"}},
+    )
     async def readyz():
         ready, detail = service.readiness()
         return JSONResponse({"status": "ready" if ready else "not ready", **detail}, status_code=200 if ready else 503,
