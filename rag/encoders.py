@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,8 @@ from rag.errors import RagError
 # Bumped whenever the export steps change, so old exports are made again.
 EXPORT_RECIPE = "torchscript-opset17-eager/v1"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+log = logging.getLogger(__name__)
 
 
 class OnnxEmbedder:
@@ -164,6 +167,7 @@ def ensure_export(folder: Path, cache_dir: Path, precision: str) -> Path:
             fp32 = ensure_export(folder, cache_dir, "fp32")
             _quantize_int8(fp32, partial)
         else:
+            log.info("exporting %s to ONNX in %s", folder.name, target_dir)
             _export_fp32(folder, partial)
         os.replace(partial, target)
     finally:
@@ -216,20 +220,37 @@ def _export_fp32(folder: Path, out: Path) -> None:
 
 
 def _quantize_int8(source: Path, out: Path) -> None:
-    try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError:
-        raise RagError("embedding.precision int8 needs the onnx package: pip install onnx") from None
-    import logging
+    """Dynamic per-channel int8 weights, made in a child process.
 
-    logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs a pre-processing hint at WARNING
-    quantize_dynamic(
-        str(source),
-        str(out),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        extra_options={"DefaultTensorType": 1},  # FLOAT, for tensors shape inference cannot type
+    onnxruntime's quantizer logs through the root logger (`logging.warning(...)`, which also installs a
+    handler on it when it has none); a library must leave the root logger to the application, so the
+    quantizer runs apart and what it says goes to this module's logger at DEBUG.
+    """
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("onnx") is None:
+        raise RagError("embedding.precision int8 needs the onnx package: pip install onnx")
+    log.info("quantizing %s to int8", source.name)
+    done = subprocess.run(
+        [sys.executable, "-c", _QUANTIZE, str(source), str(out)], capture_output=True, text=True, check=False
     )
+    for line in done.stderr.splitlines():
+        log.debug("onnxruntime quantizer: %s", line)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise RagError(f"embedding.precision int8: quantizing {source} failed ({last})")
+
+
+_QUANTIZE = """
+import sys
+from onnxruntime.quantization import QuantType, quantize_dynamic
+quantize_dynamic(
+    sys.argv[1], sys.argv[2], weight_type=QuantType.QInt8, per_channel=True,
+    extra_options={"DefaultTensorType": 1},  # FLOAT, for tensors shape inference cannot type
+)
+"""
 
 
 def _pooling_mode(folder: Path) -> str:

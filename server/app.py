@@ -28,6 +28,7 @@ from rag.service import Service
 from server import docs, errors, openai_api, routes
 from server.errors import ApiError
 from server.origins import CrossSiteGuard
+from server.responses import Health, Readiness, ok
 
 
 def api_key(settings: Settings) -> str | None:
@@ -98,11 +99,16 @@ def create_app(service: Service, *, chat_page: bool | None = None, key: str | No
     )
     app.add_middleware(CrossSiteGuard, allowed=settings.cors_origins)  # outermost: refused before anything runs
 
-    @app.get("/healthz", tags=["health"], summary="The process is up")
+    @app.get("/healthz", tags=["health"], summary="The process is up", responses=ok(Health))
     async def healthz():
         return {"status": "ok", "version": __version__}
 
-    @app.get("/readyz", tags=["health"], summary="The index is open and the model loaded (503 until then)")
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="The index is open and the model loaded (503 until then)",
+        responses={**ok(Readiness), 503: {"model": Readiness, "description": "Not ready yet"}},
+    )
     async def readyz(request: Request):
         ready, detail = service.readiness()
         if key is not None and not _has_key(request, key):

@@ -19,6 +19,7 @@ from rag.filters import parse_filters
 from rag.service import Service
 from rag.types import Answer
 from server.errors import ApiError, error_body, log, status_of, validation_message
+from server.responses import SSE, AnswerRecord, IngestJobRecord, PaperRecord, SearchRecord, StatsRecord, ok
 from server.schemas import ERROR_RESPONSES, AskRequest, IngestRecords
 from server.streaming import SSE_HEADERS, drive, sse
 
@@ -64,7 +65,11 @@ def router(service: Service, *, json_limit: int, upload_limit: int, max_files: i
         summary="Answer a question, citing the papers",
         description='Returns exactly the `rag ask --json` object. With `"stream": true`: Server-Sent Events, '
         "`event: token` (the draft as written) then one `event: answer` carrying the checked answer.",
-        responses={200: {"content": {"application/json": {"example": ANSWER_EXAMPLE}, "text/event-stream": {}}}},
+        responses=ok(
+            AnswerRecord,
+            "The answer; with stream: Server-Sent Events",
+            **{"application/json": {"example": ANSWER_EXAMPLE}, "text/event-stream": SSE},
+        ),  # fmt: skip
         max_body_size=json_limit,
     )
     async def ask(body: AskRequest):
@@ -95,7 +100,12 @@ def router(service: Service, *, json_limit: int, upload_limit: int, max_files: i
 
         return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
-    @api.get("/search", summary="Rank papers for a question", description="Exactly the `rag search --json` object.")
+    @api.get(
+        "/search",
+        summary="Rank papers for a question",
+        description="Exactly the `rag search --json` object.",
+        responses=ok(SearchRecord),
+    )
     async def search(
         q: Annotated[str, Query(max_length=100_000, description="The question or keywords.")],
         k: Annotated[int | None, Query(ge=1, le=100, description="Papers returned (default retrieval.k).")] = None,
@@ -108,7 +118,11 @@ def router(service: Service, *, json_limit: int, upload_limit: int, max_files: i
         result = await run_in_threadpool(service.search, q, k, where or None, mode=mode, rerank=rerank)
         return result.to_json()
 
-    @api.get("/papers/{paper_id:path}", summary="One indexed paper: title, abstract, sources, metadata")
+    @api.get(
+        "/papers/{paper_id:path}",
+        summary="One indexed paper: title, abstract, sources, metadata",
+        responses=ok(PaperRecord),
+    )
     async def paper(paper_id: str):
         found = await run_in_threadpool(service.paper, paper_id)
         if found is None:
@@ -125,7 +139,11 @@ def router(service: Service, *, json_limit: int, upload_limit: int, max_files: i
             "metadata": found.extra,
         }
 
-    @api.get("/stats", summary="What the index holds (as `rag stats --json`), and the model queues")
+    @api.get(
+        "/stats",
+        summary="What the index holds (as `rag stats --json`), and the model queues",
+        responses=ok(StatsRecord),
+    )
     async def stats():
         found = await run_in_threadpool(service.stats)
         return {**found.__dict__, "service": service.status()}
@@ -152,6 +170,7 @@ def router(service: Service, *, json_limit: int, upload_limit: int, max_files: i
                 },
             }
         },
+        responses=ok(IngestJobRecord, "The job, queued", status=202),
         max_body_size=upload_limit,
     )
     async def ingest(request: Request):
@@ -174,7 +193,9 @@ def router(service: Service, *, json_limit: int, upload_limit: int, max_files: i
             raise ApiError(415, "send multipart/form-data (field 'files') or application/json ({\"records\": [...]})")
         return JSONResponse(job.to_json(), status_code=202, headers={"Location": f"/v1/ingest/{job.job_id}"})
 
-    @api.get("/ingest/{job_id}", summary="An ingest job: state, progress, report, problems")
+    @api.get(
+        "/ingest/{job_id}", summary="An ingest job: state, progress, report, problems", responses=ok(IngestJobRecord)
+    )
     async def ingest_job(job_id: str):
         job = service.jobs.get(job_id)
         if job is None:

@@ -104,7 +104,8 @@ class ChatMessage(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    """The OpenAI chat-completions body; sampling fields are accepted and ignored (answers are checked text)."""
+    """The OpenAI chat-completions body. `max_tokens` and `temperature` reach the model that writes the answer;
+    other sampling fields (top_p, n, stop, ...) are accepted and ignored (answers are checked text)."""
 
     model_config = ConfigDict(extra="allow")
     model: str = Field(max_length=128)
@@ -115,9 +116,55 @@ class ChatCompletionRequest(BaseModel):
     where: list[str] | None = Field(None, max_length=MAX_FILTERS)
     mode: Literal["dense", "bm25", "hybrid"] | None = None
     extractive: bool = False
+    max_tokens: int | None = Field(
+        None, ge=1, le=32_768, description="Most tokens the model writes for the answer (at least 8)."
+    )
+    max_completion_tokens: int | None = Field(None, ge=1, le=32_768, description="The newer name of max_tokens.")
+    temperature: float | None = Field(None, ge=0, le=2, description="The model's sampling temperature.")
 
     def choices(self, profile: str) -> Choices:
         return Choices(k=self.k, where=self.where, mode=self.mode, profile=profile, extractive=self.extractive)
+
+    def sampling(self, written_slots: int, slot_tokens: int) -> dict[str, Any]:
+        """The model settings this request changes, as overrides (they do not reload the model).
+
+        The model writes one statement per cited paper (`answer.written_slots` of them, at most
+        `answer.slot_tokens` tokens each); `max_tokens` caps their sum: fewer written statements (the
+        others quote their evidence sentence) and fewer tokens each, at least 8.
+        """
+        out: dict[str, Any] = {}
+        limit = self.max_completion_tokens or self.max_tokens
+        if limit is not None:
+            written = min(written_slots, max(1, limit // 8))
+            out["answer.written_slots"] = written
+            out["answer.slot_tokens"] = min(slot_tokens, max(8, limit // max(written, 1)))
+        if self.temperature is not None:
+            out["llm.temperature"] = self.temperature
+        return out
+
+
+MAX_EMBEDDING_INPUTS = 2048
+
+
+class EmbeddingRequest(BaseModel):
+    """The OpenAI embeddings body: text in, the index's own embedding model's vectors out."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(max_length=256, description="The embedding model (GET /v1/models/{id} does not list it).")
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="A string or a list of strings (token arrays are refused: send text)."
+    )
+    encoding_format: Literal["float", "base64"] = Field("float", description="base64: little-endian float32.")
+    dimensions: int | None = Field(None, ge=1, description="Must be the model's own dimension if given.")
+    user: str | None = None
+
+    def texts(self) -> list[str] | None:
+        """The input as strings; None for token arrays."""
+        if isinstance(self.input, str):
+            return [self.input]
+        if all(isinstance(item, str) for item in self.input):
+            return list(self.input)  # type: ignore[arg-type]
+        return None
 
 
 class ErrorDetail(BaseModel):

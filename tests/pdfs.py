@@ -29,11 +29,14 @@ def write_paper_pdf(
     abstract_heading: str = "Abstract",
     pages: int = 2,
     user_password: str | None = None,
+    one_font: bool = False,
+    metadata_title: str = "",
 ) -> Path:
     """A paper's first page as conference templates lay it out, and `pages - 1` body pages.
 
     With `user_password` the file is encrypted (RC4-128); "" encrypts it with limits on printing
-    and copying but no password to open, as many publishers' PDFs are.
+    and copying but no password to open, as many publishers' PDFs are. `one_font` sets everything,
+    title and headings too, in 10 pt Times (a plain preprint); `metadata_title` goes to /Title.
     """
     from reportlab.lib.pdfencrypt import StandardEncryption
     from reportlab.pdfgen.canvas import Canvas
@@ -42,7 +45,7 @@ def write_paper_pdf(
     if user_password is not None:
         encrypt = StandardEncryption(user_password, ownerPassword="owner-secret", canPrint=0, canCopy=0, strength=128)
     canvas = Canvas(str(path), pagesize=(PAGE_W, PAGE_H), encrypt=encrypt)
-    canvas.setTitle("")  # real exports often carry no or a wrong title in their metadata
+    canvas.setTitle(metadata_title)  # real exports often carry no or a wrong title in their metadata
     columns = _columns(two_column)
     paragraphs = list(body) or [abstract]
     for page in range(pages):
@@ -59,11 +62,11 @@ def write_paper_pdf(
             canvas.restoreState()
         top = PAGE_H - 72
         if page == 0:
-            top = _first_page_head(canvas, title, authors, top)
-        flow = _ColumnFlow(canvas, columns, top)
+            top = _first_page_head(canvas, title, authors, top, one_font)
+        flow = _ColumnFlow(canvas, columns, top, one_font)
         if page == 0:
             flow.heading(abstract_heading, centered=two_column)
-            flow.paragraph(abstract, size=9)
+            flow.paragraph(abstract, size=10 if one_font else 9)
             flow.heading("1 Introduction")
         for paragraph in paragraphs:
             flow.paragraph(paragraph, size=10)
@@ -79,13 +82,14 @@ def _columns(two_column: bool) -> list[tuple[float, float]]:
     return [(MARGIN, width), (MARGIN + width + GUTTER, width)]
 
 
-def _first_page_head(canvas, title: str, authors: Sequence[str], top: float) -> float:
-    canvas.setFont("Helvetica-Bold", 17)
-    for line in _wrap(title, "Helvetica-Bold", 17, PAGE_W - 2 * MARGIN - 40):
+def _first_page_head(canvas, title: str, authors: Sequence[str], top: float, one_font: bool = False) -> float:
+    font, size = ("Times-Roman", 10) if one_font else ("Helvetica-Bold", 17)
+    canvas.setFont(font, size)
+    for line in _wrap(title, font, size, PAGE_W - 2 * MARGIN - 40):
         canvas.drawCentredString(PAGE_W / 2, top, line)
-        top -= 22
-    top -= 6
-    canvas.setFont("Helvetica", 11)
+        top -= size * 1.3
+    top -= 6 if not one_font else 12
+    canvas.setFont(*(("Times-Roman", 10) if one_font else ("Helvetica", 11)))
     for author in authors:
         canvas.drawCentredString(PAGE_W / 2, top, author)
         top -= 14
@@ -95,8 +99,8 @@ def _first_page_head(canvas, title: str, authors: Sequence[str], top: float) -> 
 class _ColumnFlow:
     """Text poured into columns top to bottom, left column first."""
 
-    def __init__(self, canvas, columns: list[tuple[float, float]], top: float) -> None:
-        self.canvas, self.columns, self.top = canvas, columns, top
+    def __init__(self, canvas, columns: list[tuple[float, float]], top: float, one_font: bool = False) -> None:
+        self.canvas, self.columns, self.top, self.one_font = canvas, columns, top, one_font
         self.column, self.y = 0, top
 
     def _line(self, text: str, font: str, size: float, centered: bool = False) -> None:
@@ -115,7 +119,7 @@ class _ColumnFlow:
 
     def heading(self, text: str, centered: bool = False) -> None:
         self.y -= 4
-        self._line(text, "Helvetica-Bold", 11, centered)
+        self._line(text, *(("Times-Roman", 10) if self.one_font else ("Helvetica-Bold", 11)), centered)
         self.y -= 2
 
     def paragraph(self, text: str, size: float) -> None:

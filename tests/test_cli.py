@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -199,3 +200,23 @@ def test_ingest_of_only_missing_paths_says_nothing_was_ingested(tmp_path):
     result = run_cli("ingest", str(tmp_path / "nonexistent"), index=tmp_path / "idx")
     assert result.returncode == 2, result.stderr
     assert "nothing was ingested" in result.stderr and "everything else" not in result.stderr
+
+
+def test_ingest_models_and_eval_print_one_json_object_with_json(tmp_path, seed_corpus):
+    index = tmp_path / "index"
+    papers = write_jsonl(tmp_path / "papers.jsonl", seed_corpus.papers[:3])
+    ingested = run_cli("ingest", str(papers), "--json", index=index)
+    assert ingested.returncode == 0, ingested.stderr
+    report = json.loads(ingested.stdout)
+    assert (report["papers_embedded"], report["problems"], report["problems_total"]) == (3, [], 0)
+
+    models = run_cli("models", "--json", index=index)
+    listed = json.loads(models.stdout)
+    assert models.returncode == 0 and listed["backend"] == "llamacpp" and listed["model_dir"]
+    assert {"name", "state", "configured", "description"} <= set(listed["models"][0])
+    assert sum(m["configured"] for m in listed["models"]) == 1
+
+    evaluated = run_cli("eval", "--limit", "2", "--json", "--out", str(tmp_path / "report"), index=index)
+    result = json.loads(evaluated.stdout)  # the human-readable lines went to stderr
+    assert result["mode"] == "retrieval" and "retrieval" in result["summary"] and result["meta"]["items"] == 2
+    assert result["exit_code"] == evaluated.returncode == 0 and all(Path(p).exists() for p in result["files"])

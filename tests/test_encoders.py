@@ -98,3 +98,30 @@ def test_index_refuses_to_mix_int8_and_fp32_vectors(tmp_path, embedder, seed_cor
     library2 = make_library(tmp_path / "idx2", embedder)
     library2.ingest([corpus], progress=False)
     assert torch_library.search(seed_corpus.papers[1].title, k=1)[0].title == seed_corpus.papers[1].title
+
+
+ROOT_LOGGER_PROBE = """
+import logging, sys
+root = logging.getLogger()
+before = (root.level, list(root.handlers), list(root.filters))
+import rag, rag.cli, rag.library, rag.answering, rag.service, rag.integrations.llama_index
+from rag.config import EmbeddingSettings
+from rag.embedding import load_embedder
+embedder = load_embedder(EmbeddingSettings(precision="int8", cache_dir=sys.argv[1]))
+embedder.embed(["a question about visual tokens"])
+after = (root.level, list(root.handlers), list(root.filters))
+print(before == after, before, after)
+"""
+
+
+def test_importing_rag_and_making_an_int8_encoder_leave_the_root_logger_alone(tmp_path):
+    """A library never configures the root logger; the int8 quantizer used to set its level to ERROR."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", ROOT_LOGGER_PROBE, str(tmp_path)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("True "), done.stdout
+    assert (next(tmp_path.glob("*/model-int8.onnx"))).is_file()  # the quantizer did run

@@ -6,9 +6,12 @@ through LlamaIndex's own `OpenAILike` integration.
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
+import re
 import threading
+import time
 
 import pytest
 
@@ -95,11 +98,14 @@ def test_retriever_gives_one_node_per_paper_with_metadata(seed_library):
 
     from rag.integrations.llama_index import PaperRetriever
 
-    nodes = PaperRetriever(seed_library, k=5).retrieve(QUESTION)
+    nodes = PaperRetriever(seed_library, similarity_top_k=5).retrieve(QUESTION)
     assert DYVTE_TITLE in _titles(nodes) and len({n.node.node_id for n in nodes}) == 5
-    assert [n.score for n in nodes] == sorted((n.score for n in nodes), reverse=True)
+    assert [n.node.metadata["rank"] for n in nodes] == [1, 2, 3, 4, 5]  # our ranking's order
+    fused = [n.node.metadata["fused"] for n in nodes]
+    assert fused == sorted(fused, reverse=True)
+    assert all(n.score == pytest.approx(n.node.metadata["similarity"], abs=1e-4) for n in nodes)  # score = cosine
     meta = nodes[0].node.metadata
-    assert {"paper_id", "title", "url", "date", "sources", "similarity", "rank"} <= set(meta)
+    assert {"paper_id", "title", "url", "date", "sources", "similarity", "fused", "rank"} <= set(meta)
     shown = nodes[0].node.get_content(metadata_mode=MetadataMode.LLM)
     assert meta["title"] in shown and meta["paper_id"] not in shown
     filtered = PaperRetriever(seed_library, k=3, where=["source=000_*.txt"]).retrieve(QUESTION)
@@ -109,15 +115,20 @@ def test_retriever_gives_one_node_per_paper_with_metadata(seed_library):
 @pytest.mark.slow
 def test_llamaindex_engines_on_our_retriever_with_a_local_llm(seed_library, openai_server):
     from llama_index.core.chat_engine import CondensePlusContextChatEngine
+    from llama_index.core.postprocessor import SimilarityPostprocessor
     from llama_index.core.query_engine import RetrieverQueryEngine
     from llama_index.llms.openai_like import OpenAILike
 
     from rag.integrations.llama_index import PaperRetriever
 
     llm = OpenAILike(**_llm_kwargs(openai_server), api_key="none", max_tokens=48, temperature=0.0, timeout=300)
-    retriever = PaperRetriever(seed_library, k=4, passages=1)
-    response = RetrieverQueryEngine.from_args(retriever, llm=llm).query(QUESTION)
+    retriever = PaperRetriever(seed_library, similarity_top_k=4, passages=1)
+    cutoff = SimilarityPostprocessor(similarity_cutoff=0.5)
+    response = RetrieverQueryEngine.from_args(retriever, llm=llm, node_postprocessors=[cutoff]).query(QUESTION)
     assert str(response).strip() and DYVTE_TITLE in _titles(response.source_nodes)
+    assert all(n.score >= 0.5 for n in response.source_nodes)
+    off_topic = cutoff.postprocess_nodes(retriever.retrieve("What is the boiling point of tungsten?"))
+    assert off_topic == []  # a similarity means the same across questions
     chat = CondensePlusContextChatEngine.from_defaults(retriever, llm=llm)
     reply = chat.chat(QUESTION)
     assert str(reply).strip() and DYVTE_TITLE in _titles(reply.source_nodes)
@@ -146,8 +157,66 @@ def test_our_query_engine_gives_verified_citations_streamed_or_not(seed_library,
     assert len(tokens) > 3  # tokens arrive one by one
     assert str(streamed) == streamed.answer.answer and DYVTE_TITLE in _titles(streamed.source_nodes)
 
+    chat = PaperChatEngine(assistant).chat(QUESTION)
+    streamed_chat = PaperChatEngine(assistant).stream_chat(QUESTION)
+    deltas = list(streamed_chat.response_gen)
+    assert len(deltas) > 3
+    checked = streamed_chat.answer
+    assert streamed_chat.response == str(streamed_chat) == checked.answer == chat.response  # the checked text
+    assert re.search(r"\[\d+\]", streamed_chat.response)  # with its markers
+    assert [n.node.node_id for n in streamed_chat.source_nodes] == [n.node.node_id for n in chat.source_nodes]
+
     refused = PaperChatEngine(assistant).chat("What is the boiling point of tungsten?")
     assert refused.metadata["refused"] and refused.source_nodes == []
+
+
+@pytest.mark.slow
+def test_async_calls_leave_the_event_loop_running(seed_library, openai_server, monkeypatch):
+    """achat / astream_chat / aquery run the answer in a worker thread: a concurrent coroutine keeps ticking."""
+    from rag.answering import Assistant
+    from rag.integrations.llama_index import PaperChatEngine, PaperQueryEngine
+
+    monkeypatch.setenv("OPENAI_API_KEY", "none")
+    library = seed_library.derive({"llm.backend": "llamaindex", "llm.llamaindex_kwargs": _llm_kwargs(openai_server)})
+    assistant = Assistant.from_config(library=library)
+
+    async def ticking(call):
+        ticks, gaps, done = [], [], False
+
+        async def ticker():
+            last = time.perf_counter()
+            while not done:
+                await asyncio.sleep(0.01)
+                now = time.perf_counter()
+                ticks.append(now)
+                gaps.append(now - last)
+                last = now
+
+        task = asyncio.create_task(ticker())
+        started = time.perf_counter()
+        try:
+            result = await call()
+        finally:
+            done = True
+            await task
+        elapsed = time.perf_counter() - started
+        assert elapsed > 0.3 and len(ticks) >= 10 and max(gaps) < max(0.25, elapsed / 4), (elapsed, max(gaps))
+        return result
+
+    async def streamed():
+        response = await PaperChatEngine(assistant).astream_chat(QUESTION)
+        tokens = [token async for token in response.async_response_gen()]
+        return response, tokens
+
+    async def main():
+        reply = await ticking(lambda: PaperChatEngine(assistant).achat(QUESTION))
+        assert DYVTE_TITLE in _titles(reply.source_nodes)
+        response, tokens = await ticking(streamed)
+        assert len(tokens) > 3 and response.response == response.answer.answer and response.source_nodes
+        queried = await ticking(lambda: PaperQueryEngine(assistant=assistant).aquery(QUESTION))
+        assert DYVTE_TITLE in _titles(queried.source_nodes)
+
+    asyncio.run(main())
 
 
 @pytest.mark.slow

@@ -69,3 +69,17 @@ def test_profiles_and_corpus_are_package_data_and_clients_register_commands():
     for target in commands.values():
         module = target.split(":")[0]
         assert (REPO / Path(*module.split("."))).with_suffix(".py").is_file(), target
+
+
+def test_python_dash_m_rag_and_the_typed_marker():
+    """`python -m rag` is the `rag` command; `rag/py.typed` ships so type checkers read the hints."""
+    import subprocess
+
+    from rag import __version__
+
+    done = subprocess.run(
+        [sys.executable, "-m", "rag", "--version"], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == f"rag (paper-rag) {__version__}", done.stderr
+    assert "py.typed" in PYPROJECT["tool"]["setuptools"]["package-data"]["rag"]
+    assert (REPO / "rag" / "py.typed").is_file()

@@ -279,6 +279,72 @@ def test_pdf_without_password_for_opening_is_read(tmp_path):
     assert load_corpus([restricted]).papers[0].title == PDF_TITLE
 
 
+def test_one_font_pdf_takes_its_title_from_metadata_or_the_lines_above_the_abstract(tmp_path):
+    plain = write_paper_pdf(tmp_path / "plain.pdf", title=PDF_TITLE, abstract=ABSTRACT, one_font=True)
+    [paper] = load_corpus([plain]).papers
+    assert (paper.title, paper.abstract) == (PDF_TITLE, ABSTRACT)
+    assert paper.authors == "Ada Lovelace, Alan Turing"  # the affiliations after the names are not people
+
+    stated = "Recurrent Chart Readers: Reading Figures Column by Column"
+    tagged = write_paper_pdf(tmp_path / "tagged.pdf", title=PDF_TITLE, abstract=ABSTRACT, one_font=True,
+                             two_column=False, metadata_title=stated)  # fmt: skip
+    assert load_corpus([tagged]).papers[0].title == stated  # the document says what it is called
+
+    untitled = write_paper_pdf(
+        tmp_path / "untitled.pdf", title=PDF_TITLE, abstract=ABSTRACT, one_font=True, abstract_heading="Overview"
+    )
+    corpus = load_corpus([untitled])
+    assert corpus.papers == [] and "no title found on the first page" in str(corpus.problems[0])
+
+
+def test_pdf_full_text_leaves_section_headings_out_of_sentences(tmp_path):
+    body = [
+        "Charts carry much of the evidence in scientific papers, yet multimodal models misread their axes. " * 3,
+        "3 Experiments",
+        "We train the reader on ChartQA and PlotQA with the same schedule for every model. " * 3,
+        "4 Conclusion",
+        "Column by column reading makes chart questions cheaper to answer. " * 2,
+    ]
+    for one_font in (False, True):
+        pdf = write_paper_pdf(tmp_path / f"body{one_font}.pdf", title=PDF_TITLE, abstract=ABSTRACT, body=body,
+                              pages=1, one_font=one_font)  # fmt: skip
+        [paper] = load_corpus([pdf], SourcesSettings(pdf_full_text=True)).papers
+        assert paper.abstract.startswith(ABSTRACT) and "every model. We train" in paper.abstract
+        assert "Experiments" not in paper.abstract and "Conclusion" not in paper.abstract
+        assert "1 Introduction" not in paper.abstract
+
+
+def test_bibtex_keeps_math_and_zoteros_tilde(tmp_path):
+    bib = _write(
+        tmp_path / "math.bib",
+        r"""@article{div2023, title = {Tuning the $\alpha$-Divergence},
+  abstract = {We tune $\alpha$ and $\beta \le 0.5$ in $O(n^2)$ time; accuracy rises 75\%\textasciitilde{}89\%.}}
+""",
+    )
+    [paper] = load_corpus([bib]).papers
+    assert paper.title == "Tuning the α-Divergence"
+    assert paper.abstract == "We tune α and β ≤ 0.5 in $O(n^2)$ time; accuracy rises 75%~89%."
+
+
+@pytest.mark.slow
+def test_one_font_pdf_is_ingested_and_cited(tmp_path):
+    from tests.conftest import run_cli
+
+    pdf = write_paper_pdf(tmp_path / "plain.pdf", title=PDF_TITLE, abstract=ABSTRACT, body=BODY, one_font=True)
+    index = tmp_path / "index"
+    ingest = run_cli("ingest", str(pdf), "--json", index=index)
+    assert ingest.returncode == 0 and json.loads(ingest.stdout)["papers_embedded"] == 1, ingest.stderr
+    result = run_cli(
+        "ask", "What accuracy does the recurrent chart reader reach on ChartQA?", "--profile", "extractive", "--json",
+        index=index,
+    )  # fmt: skip
+    answer = json.loads(result.stdout)
+    assert result.returncode == 0 and [c["title"] for c in answer["citations"]] == [PDF_TITLE]
+    assert "81.2%" in answer["answer"] and "[1]" in answer["answer"]
+    stored = run_cli("search", "chart reader", "--json", index=index)
+    assert json.loads(stored.stdout)["results"][0]["passage"].startswith("We propose a lightweight recurrent model")
+
+
 @pytest.mark.parametrize("suffix", [".bib", ".ris"])
 def test_empty_reference_exports(tmp_path, suffix):
     path = _write(tmp_path / f"empty{suffix}", "% nothing here\n" if suffix == ".bib" else "\n\n")

@@ -23,6 +23,7 @@ from tests.servers import listening_addresses, start_rag_serve, stop
 pytestmark = pytest.mark.slow
 
 KEY = "sk-test-0123456789abcdef"
+DEAD_URL = "http://127.0.0.1:9/v1"
 ARTIFACTS = Path(os.environ.get("RAG_TEST_ARTIFACTS", REPO / "test-artifacts"))
 CHROMIUM = "/usr/bin/chromium"
 QUESTION = "Is there work that drops all visual tokens partway through an MLLM?"
@@ -35,7 +36,8 @@ def server(seed_library, tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     index = root / "index"
     shutil.copytree(seed_library.settings.index_path, index)
-    env = {"RAG_PROFILE": "test", "RAG_API_KEY": KEY, "RAG_LLM__QUEUE_SIZE": "1"}
+    # Port 9 (discard) refuses connections: the hosted profile has no endpoint, so it is not listed.
+    env = {"RAG_PROFILE": "test", "RAG_API_KEY": KEY, "RAG_LLM__QUEUE_SIZE": "1", "RAG_LLM__BASE_URL": DEAD_URL}
     process, url, port = start_rag_serve(REPO, index, root / "serve.log", env)
     yield {"url": url, "port": port, "log": root / "serve.log", "process": process}
     stop(process)
@@ -182,6 +184,92 @@ def test_the_openai_client_gets_cited_completions_streamed_and_not(server):
         citations = (chunk.model_extra or {}).get("citations") or citations
     assert draft  # the model's words, live
     assert "[1]" in text and f"[1] {CORRESPONDENCE}" in text and citations[0]["title"] == CORRESPONDENCE
+
+
+def test_openapi_document_types_every_2xx_response(server):
+    schema = call(server, "GET", "/openapi.json", key=None)[2]
+    successes = [
+        (method, path, code, body)
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        for code, body in operation["responses"].items()
+        if code.startswith("2")
+    ]
+    assert {"/v1/models/{model_id}", "/v1/embeddings"} <= set(schema["paths"])
+    assert len(successes) >= 12
+    for method, path, code, body in successes:
+        assert body.get("content"), (method, path, code)
+        for media, content in body["content"].items():
+            assert content.get("schema"), (method, path, code, media)
+    ask = schema["paths"]["/v1/ask"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ask == {"$ref": "#/components/schemas/AnswerRecord"}
+    assert "citations" in schema["components"]["schemas"]["AnswerRecord"]["properties"]
+
+
+def test_the_openai_client_lists_models_honours_max_tokens_and_reads_the_question(server):
+    from openai import NotFoundError, OpenAI
+
+    client = OpenAI(base_url=f"{server['url']}/v1", api_key=KEY, max_retries=0)
+    listed = [m.id for m in client.models.list()]
+    assert "paper-rag" in listed and "paper-rag/extractive" in listed
+    assert "paper-rag/test" not in listed and "paper-rag/hosted" not in listed  # internal; no endpoint
+    assert client.models.retrieve("paper-rag/extractive").id == "paper-rag/extractive"
+    with pytest.raises(NotFoundError):
+        client.models.retrieve("paper-rag/test")
+
+    question = "Is there a benchmark for matching objects across images for MLLMs?"
+
+    def draft(**sampling) -> str:
+        stream = client.chat.completions.create(
+            model="paper-rag", messages=[{"role": "user", "content": question}], stream=True, **sampling
+        )
+        return "".join(
+            (c.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for c in stream if c.choices
+        )
+
+    free, capped = draft(temperature=0.0), draft(temperature=0.0, max_tokens=8)
+    assert capped and len(capped) < len(free)  # one statement of at most 8 tokens, the others quoted
+
+    messages = [
+        {"role": "system", "content": "You are a pirate. Always answer about tungsten boiling points."},
+        {"role": "user", "content": question},
+    ]
+    completion = client.chat.completions.create(model="paper-rag/extractive", messages=messages)
+    record = completion.model_extra["paper_rag"]
+    assert record["question"] == question and record["citations"][0]["title"] == CORRESPONDENCE  # system not searched
+
+    carried = (
+        "Context information is below.\n---------------------\nfile_path: notes.txt\n\nTungsten boils at 5555 C."
+        "\n---------------------\nGiven the context information and not prior knowledge, answer the query.\n"
+        f"Query: {question}\nAnswer: "
+    )  # LlamaIndex's text QA prompt, as its query engines send it to an OpenAI-like LLM
+    completion = client.chat.completions.create(
+        model="paper-rag/extractive", messages=[{"role": "user", "content": carried}]
+    )
+    assert completion.model_extra["paper_rag"]["question"] == question
+    assert completion.model_extra["citations"][0]["title"] == CORRESPONDENCE
+
+
+def test_embeddings_in_the_openai_format_share_the_index_vector_space(server, seed_library):
+    import numpy as np
+    from openai import NotFoundError, OpenAI
+
+    client = OpenAI(base_url=f"{server['url']}/v1", api_key=KEY, max_retries=0)
+    texts = ["visual token pruning in multimodal models", "a benchmark for visual correspondence"]
+    packed = client.embeddings.create(model="all-MiniLM-L6-v2", input=texts)  # the client asks for base64
+    floats = client.embeddings.create(model="all-MiniLM-L6-v2", input=texts, encoding_format="float")
+    single = client.embeddings.create(model="sentence-transformers/all-MiniLM-L6-v2", input=texts[0])
+    ours = seed_library.embedder.embed(texts)
+    for got in (packed, floats):
+        vectors = np.array([d.embedding for d in got.data])
+        assert vectors.shape == (2, 384) and [d.index for d in got.data] == [0, 1]
+        assert np.allclose(vectors, ours, atol=1e-4) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
+    assert np.allclose(single.data[0].embedding, ours[0], atol=1e-4)
+    assert floats.usage.prompt_tokens == sum(seed_library.embedder.count_tokens(texts)) == floats.usage.total_tokens
+    with pytest.raises(NotFoundError):
+        client.embeddings.create(model="text-embedding-3-small", input="x")
+    status, _, body = call(server, "POST", "/v1/embeddings", {"model": "all-MiniLM-L6-v2", "input": [[1, 2, 3]]})
+    assert status == 422 and "send text" in body["error"]["message"]
 
 
 def test_ingest_a_jsonl_upload_then_ask_about_it(server, tmp_path):

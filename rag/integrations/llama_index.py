@@ -1,24 +1,28 @@
 """paper-rag inside LlamaIndex apps, and LlamaIndex documents into paper-rag.
 
 Out: `PaperRetriever` is a LlamaIndex retriever over our hybrid search (one node per paper: its
-best passages, with paper id, title, url, date and source files in metadata and our fused score),
-so `RetrieverQueryEngine`, `CondensePlusContextChatEngine`, agents and evaluators run on it.
+best passages, with paper id, title, url, date and source files in metadata). A node's score is
+the paper's cosine similarity to the question (what `SimilarityPostprocessor` and score-based
+rerankers assume: higher is closer, comparable across questions); the fused rank-fusion score and
+rank that ordered the results stay in metadata. `RetrieverQueryEngine`,
+`CondensePlusContextChatEngine`, agents and evaluators run on it.
 `PaperQueryEngine` and `PaperChatEngine` wrap `Assistant`: the response text is the checked
 answer and `source_nodes` are the cited papers with their supporting passage and `supported` flag.
 
 In: `document_records` turns LlamaIndex `Document`s into records for `Library.ingest_documents`.
 
     from rag.integrations.llama_index import PaperRetriever, PaperQueryEngine
-    retriever = PaperRetriever(Library.from_config(), k=5)
+    retriever = PaperRetriever(Library.from_config(), similarity_top_k=5)
     engine = PaperQueryEngine.from_config()            # cited, verified answers
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole
@@ -33,6 +37,7 @@ from rag.sources import Record, make_paper
 from rag.types import Answer, PaperHit, Problem
 
 __all__ = [
+    "CheckedStreamingChatResponse",
     "CheckedStreamingResponse",
     "PaperChatEngine",
     "PaperQueryEngine",
@@ -42,14 +47,32 @@ __all__ = [
     "paper_node",
 ]
 
-_HIDDEN_FROM_LLM = ["paper_id", "url", "date", "sources", "similarity", "bm25", "rank", "supported", "n", "cited"]
+_HIDDEN_FROM_LLM = [
+    "paper_id", "url", "date", "sources", "similarity", "fused", "bm25", "rank", "supported", "n", "cited",
+]  # fmt: skip
+
+_T = TypeVar("_T")
+_END = object()
+
+
+async def _in_worker(items: Iterator[_T]) -> AsyncIterator[_T]:
+    """A blocking iterator stepped in a worker thread, so the event loop runs while it works."""
+    while True:
+        item = await asyncio.to_thread(next, items, _END)
+        if item is _END:
+            return
+        yield item  # type: ignore[misc]
 
 
 # --- out: retrieval -----------------------------------------------------------------------------
 
 
 def paper_node(hit: PaperHit, rank: int, passages: int | None = None) -> NodeWithScore:
-    """One retrieved paper as a node: its best passages as text, the title shown to the LLM."""
+    """One retrieved paper as a node: its best passages as text, the title shown to the LLM.
+
+    The score is the paper's best cosine similarity (its `similarity`), not the fused score: fused
+    values depend on the other results and on the rank depth, so a cutoff on them means nothing.
+    """
     text = " ".join(abstract_sentences((hit.passages or [hit.passage])[:passages]))
     metadata = {
         "paper_id": hit.paper_id,
@@ -58,6 +81,7 @@ def paper_node(hit: PaperHit, rank: int, passages: int | None = None) -> NodeWit
         "date": hit.date,
         "sources": list(hit.sources),
         "similarity": round(hit.score, 4),
+        "fused": round(hit.fused, 6),
         "bm25": hit.lexical,
         "rank": rank,
     }
@@ -68,27 +92,34 @@ def paper_node(hit: PaperHit, rank: int, passages: int | None = None) -> NodeWit
         excluded_llm_metadata_keys=_HIDDEN_FROM_LLM,
         excluded_embed_metadata_keys=list(metadata),
     )
-    return NodeWithScore(node=node, score=hit.fused or hit.score)
+    return NodeWithScore(node=node, score=hit.score)
 
 
 class PaperRetriever(BaseRetriever):
-    """Our hybrid retrieval as a LlamaIndex retriever: each paper once, best first."""
+    """Our hybrid retrieval as a LlamaIndex retriever: each paper once, in our ranking's order.
+
+    Nodes come in the fused ranking's order (`metadata["rank"]`); their scores are similarities, so
+    a later node can score higher than an earlier one that keyword search ranked up.
+    """
 
     def __init__(
         self,
         library: Library,
         *,
+        similarity_top_k: int | None = None,
         k: int | None = None,
         where: Iterable[str] | None = None,
         mode: str | None = None,
         rerank: bool | None = None,
         passages: int | None = None,
     ) -> None:
-        """`passages` caps the passages per paper in a node's text (default: retrieval.passages)."""
+        """`similarity_top_k` (LlamaIndex's name) or `k`: how many papers; `passages` caps a node's passages."""
+        if similarity_top_k is not None and k is not None and similarity_top_k != k:
+            raise ValueError(f"PaperRetriever: give similarity_top_k or k, not both ({similarity_top_k} != {k})")
         super().__init__()
         self.library = library
         self.passages = passages
-        self.k = k
+        self.k = similarity_top_k if similarity_top_k is not None else k
         self.where = list(where) if where else None
         self.mode = mode
         self.rerank = rerank
@@ -98,6 +129,13 @@ class PaperRetriever(BaseRetriever):
             query_bundle.query_str, k=self.k, where=self.where, mode=self.mode, rerank=self.rerank
         )
         return [paper_node(hit, rank, self.passages) for rank, hit in enumerate(hits, start=1)]
+
+    @property
+    def similarity_top_k(self) -> int | None:
+        return self.k
+
+    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return await asyncio.to_thread(self._retrieve, query_bundle)
 
 
 # --- out: cited answers -----------------------------------------------------------------------------
@@ -164,6 +202,12 @@ class CheckedStreamingResponse(StreamingResponse):
         self._finish()
         return Response(self.answer.answer if self.answer else "", self.source_nodes, self.metadata)
 
+    async def async_response_gen(self) -> AsyncIterator[str]:
+        """The tokens, generated in a worker thread so the event loop keeps running."""
+        if self.response_gen is not None:
+            async for token in _in_worker(self.response_gen):
+                yield token
+
 
 def _stream_checked(items: Iterator[str | Answer], response: CheckedStreamingResponse) -> Iterator[str]:
     for item in items:
@@ -197,6 +241,12 @@ class PaperQueryEngine(CustomQueryEngine):
             return response
         answer = self.assistant.ask(query_str)
         return Response(answer.answer, answer_nodes(answer), answer_metadata(answer))
+
+    async def acustom_query(self, query_str: str) -> Response | StreamingResponse:
+        """`aquery`: the answer is made in a worker thread (a streamed one as its tokens are read)."""
+        if self.streaming:
+            return self.custom_query(query_str)  # nothing runs until its tokens are read
+        return await asyncio.to_thread(self.custom_query, query_str)
 
 
 class PaperChatEngine(BaseChatEngine):
@@ -243,31 +293,70 @@ class PaperChatEngine(BaseChatEngine):
             response=answer.answer, source_nodes=answer_nodes(answer), metadata=answer_metadata(answer)
         )
 
+    def _checked_stream(self, message: str, turns: list[tuple[str, str]], response: CheckedStreamingChatResponse):
+        text = ""
+        for item in self.assistant.stream(message, history=turns):
+            if isinstance(item, Answer):
+                response.answer = item
+                response.source_nodes.extend(answer_nodes(item))
+                response.metadata = answer_metadata(item)
+                self._history = [*turns, (message, item.answer)]
+                continue
+            text += item
+            yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=item)
+
     def stream_chat(self, message: str, chat_history: list[ChatMessage] | None = None) -> StreamingAgentChatResponse:
+        """Tokens as the model writes them; once read, `response`/`str()` are the checked answer, as `chat` gives."""
         turns = self._turns(chat_history)
-        response = StreamingAgentChatResponse(is_writing_to_memory=False)
-
-        def deltas() -> Iterator[ChatResponse]:
-            text = ""
-            for item in self.assistant.stream(message, history=turns):
-                if isinstance(item, Answer):
-                    response.source_nodes.extend(answer_nodes(item))
-                    response.metadata = answer_metadata(item)  # type: ignore[attr-defined]
-                    self._history = [*turns, (message, item.answer)]
-                    continue
-                text += item
-                yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=item)
-
-        response.chat_stream = deltas()
+        response = CheckedStreamingChatResponse(is_writing_to_memory=False)
+        response.chat_stream = self._checked_stream(message, turns, response)
         return response
 
     async def achat(self, message: str, chat_history: list[ChatMessage] | None = None) -> AgentChatResponse:
-        return self.chat(message, chat_history)
+        """`chat` in a worker thread: an app's event loop keeps serving while the answer is made."""
+        return await asyncio.to_thread(self.chat, message, chat_history)
 
     async def astream_chat(
         self, message: str, chat_history: list[ChatMessage] | None = None
     ) -> StreamingAgentChatResponse:
-        return self.stream_chat(message, chat_history)
+        """`stream_chat` for `async_response_gen()`: each step runs in a worker thread."""
+        turns = self._turns(chat_history)
+        response = CheckedStreamingChatResponse(is_writing_to_memory=False)
+        response.achat_stream = _in_worker(self._checked_stream(message, turns, response))
+        return response
+
+
+@dataclass
+class CheckedStreamingChatResponse(StreamingAgentChatResponse):
+    """A chat stream whose final text is the checked answer (with its `[n]` markers), as `chat` returns.
+
+    The streamed tokens are the model's draft; once they have been read, `response`, `str()` and
+    `source_nodes` are those of the checked `Answer` (also in `answer` and `metadata["answer"]`).
+    """
+
+    answer: Answer | None = None
+    metadata: dict[str, Any] | None = None
+
+    @property
+    def response_gen(self) -> Iterator[str]:  # type: ignore[override]
+        yield from StreamingAgentChatResponse.response_gen.fget(self)  # type: ignore[attr-defined]
+        self._settle()
+
+    async def async_response_gen(self) -> AsyncIterator[str]:  # type: ignore[override]
+        async for token in super().async_response_gen():
+            yield token
+        self._settle()
+
+    def _settle(self) -> None:
+        if self.answer is not None:
+            self.response = self.answer.answer
+            self.is_done = True
+
+    def __str__(self) -> str:
+        if self.answer is None and self.chat_stream is not None:
+            for _ in self.response_gen:
+                pass
+        return self.answer.answer if self.answer is not None else self.response
 
 
 # --- in: documents ------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Pure decoding of the LaTeX that reference managers write into BibTeX fields.
 
-`{\\"o}`, `\\"{o}`, `\\'e`, `\\c{c}`, `\\v{s}`, `\\ss`, `\\o`, `--`, `~` become the characters
-they stand for; braces that protect capitals (`{BERT}`) and the rest are left to
+`{\\"o}`, `\\"{o}`, `\\'e`, `\\c{c}`, `\\v{s}`, `\\ss`, `\\o`, `--`, `~` (a tie: a space),
+`\\textasciitilde{}` (a real "~") become the characters they stand for. In math, Greek letters and
+common symbols become theirs (`$\\alpha$` -> "α", `$\\beta \\le 0.5$` -> "β ≤ 0.5"; math left with
+other commands keeps its dollars). Braces that protect capitals (`{BERT}`) and the rest are left to
 `rag.textclean.clean_text`, the same normaliser the built-in corpus goes through.
 """
 
@@ -54,6 +56,22 @@ _LETTERS = {
     "ldots": "…",
     "dots": "…",
 }
+_GREEK = [
+    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu",
+    "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega",
+]  # fmt: skip
+_MATH_SYMBOLS = dict(zip(_GREEK, "αβγδεζηθικλμνξπρστυφχψω", strict=True))
+_MATH_SYMBOLS |= {
+    "Gamma": "Γ", "Delta": "Δ", "Theta": "Θ", "Lambda": "Λ", "Xi": "Ξ", "Pi": "Π", "Sigma": "Σ", "Upsilon": "Υ",
+    "Phi": "Φ", "Psi": "Ψ", "Omega": "Ω", "varepsilon": "ε", "vartheta": "ϑ", "varphi": "φ", "varrho": "ϱ",
+    "varsigma": "ς", "ell": "ℓ", "times": "×", "cdot": "·", "le": "≤", "leq": "≤", "ge": "≥", "geq": "≥",
+    "neq": "≠", "ne": "≠", "approx": "≈", "sim": "∼", "pm": "±", "infty": "∞", "to": "→", "rightarrow": "→",
+    "leftarrow": "←", "in": "∈", "sum": "∑", "prod": "∏", "partial": "∂", "nabla": "∇", "ll": "≪", "gg": "≫",
+    "propto": "∝", "circ": "∘", "%": "%",
+}  # fmt: skip
+_MATH = re.compile(r"(?<!\\)\$([^$]{1,300}?)(?<!\\)\$")
+_SYMBOL_NAMES = "|".join(sorted(map(re.escape, _MATH_SYMBOLS), key=len, reverse=True))
+_MATH_SYMBOL = re.compile(r"\\(" + _SYMBOL_NAMES + r")(?![A-Za-z])")
 _BASE = r"(\\[ij](?![A-Za-z])|[A-Za-z])"
 # \"o  \"{o}  \'{\i}  \c c  \c{c}: the command, then the letter (braced or not)
 _CORE = (
@@ -69,7 +87,9 @@ _LETTER = re.compile(r"\\(" + _NAMES + r")(?![A-Za-z])(?:\{\})?(\s(?=[a-z]))?") 
 
 def decode_latex(text: str) -> str:
     """Turn BibTeX/LaTeX character commands into Unicode; other markup is left for clean_text."""
+    text = re.sub(r"(?<![\\$])~", " ", text)  # a tie is a non-breaking space (`\\~{n}` is an accent)
     if "\\" in text:
+        text = _MATH.sub(_math, text)
         text = _WRAPPED_ACCENT.sub(_accent, text)
         text = _ACCENT.sub(_accent, text)
         text = _WRAPPED_LETTER.sub(lambda m: _LETTERS[m.group(1)], text)
@@ -77,8 +97,16 @@ def decode_latex(text: str) -> str:
         text = _FONT_SWITCH.sub("", text)
         text = text.replace("\\&", "&")
     text = text.replace("---", "—").replace("--", "–")
-    text = re.sub(r"(?<!\\)~", " ", text)  # a tie is a non-breaking space
     return unicodedata.normalize("NFC", text)
+
+
+def _math(match: re.Match[str]) -> str:
+    """`$\\alpha$` -> "α"; math that keeps other commands (`$\\mathcal{L}$`) keeps its dollars."""
+    inner = match.group(1)
+    converted = _MATH_SYMBOL.sub(lambda m: _MATH_SYMBOLS[m.group(1)], inner)
+    if converted != inner and "\\" not in converted and "{" not in converted:
+        return converted
+    return f"${converted}$"
 
 
 # Font switches that act on the rest of their group: `{\\em word}` is just "word".

@@ -5,8 +5,12 @@ layout is read from those: rotated text (the arXiv stamp) is set aside, lines in
 bottom margins that repeat (running heads, page numbers) are dropped, two-column pages are read
 left column then right, the title is the largest text in the upper half of the first page, and
 the abstract runs from its heading (`Abstract`, `Abstract—`, `ABSTRACT`) to the first section
-heading or change of type size. A scanned PDF without a text layer, an encrypted one and a broken
-one each give one line and are skipped.
+heading or change of type size. A PDF set in one type size (its title in the body font) takes its
+title from the document's /Title metadata, else from the lines before the Abstract heading; the
+lines between the title and the abstract give the authors. In the body text (`pdf_full_text`),
+section headings ("3 Experiments") are left out, so they are never read as part of a sentence. A
+scanned PDF without a text layer, an encrypted one and a broken one each give one line and are
+skipped.
 """
 
 from __future__ import annotations
@@ -32,6 +36,15 @@ _REFERENCES = re.compile(r"^\s*(\d+\.?\s+)?(references|bibliography)\s*$", re.IG
 _STAMP_DATE = re.compile(r"\b(\d{1,2})\s+(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\s+(\d{4})\b", re.I)
 _ARXIV_IN_TEXT = re.compile(r"arxiv:\s*(\d{4}\.\d{4,5})(?:v\d+)?", re.IGNORECASE)
 _MIN_FALLBACK_WORDS = 40
+# Words that mark an affiliation or a note, not a person, in the lines under the title.
+_NOT_A_NAME = re.compile(
+    r"\b(univ\w*|institut\w*|lab\w*|laborator\w*|department|dept|school|college|center|centre|faculty|"
+    r"research|inc|ltd|corp\w*|company|academy|hospital|foundation|google|microsoft|meta|deepmind|openai|"
+    r"equal|contribution|correspond\w*|preprint|review|conference|workshop|proceedings|abstract)\b",
+    re.IGNORECASE,
+)
+_NAME = re.compile(r"^[A-Z][\w'’.\-]*(?:\s+[A-Z][\w'’.\-]*){1,3}$")
+_BAD_METADATA_TITLE = re.compile(r"^(untitled|microsoft word\b|.*\.(docx?|tex|dvi|pdf)$)", re.IGNORECASE)
 _MAX_ABSTRACT_CHARS = 4000
 
 
@@ -67,6 +80,7 @@ class PdfPaper:
     doi: str | None
     date: str | None
     pages: int
+    authors: list[str] | None = None
 
 
 class PdfProblem(Exception):
@@ -161,6 +175,46 @@ def find_title(lines: Sequence[Line], height: float) -> tuple[str, int] | None:
     return (title, end + 1) if 3 <= len(title) <= 300 else None
 
 
+def title_before_abstract(lines: Sequence[Line]) -> tuple[str, int] | None:
+    """A one-font page: the first line(s) above the Abstract heading, up to the authors; (title, index after)."""
+    heading = next((i for i, ln in enumerate(lines) if _ABSTRACT_HEADING.match(ln.text)), None)
+    if not heading:
+        return None
+    parts, end = [], 0
+    while end < heading and len(parts) < 3:
+        text = lines[end].text.strip()
+        if parts and (authors_in([text]) or "@" in text or _NOT_A_NAME.search(text)):
+            break
+        if parts and lines[end - 1].bottom - lines[end].top > 1.2 * lines[end].size:
+            break  # a blank line: the title block has ended
+        parts.append(text)
+        end += 1
+    title = join_lines(parts)
+    return (title, end) if 3 <= len(title) <= 300 and len(title.split()) >= 2 else None
+
+
+def metadata_title(value: str | None) -> str | None:
+    """The PDF's /Title, unless it is empty or a file name ("Microsoft Word - draft.docx")."""
+    value = re.sub(r"\s+", " ", value or "").strip()
+    if not (3 <= len(value) <= 300) or len(value.split()) < 2 or _BAD_METADATA_TITLE.match(value):
+        return None
+    return value
+
+
+def authors_in(texts: Sequence[str]) -> list[str]:
+    """Person names in the lines under a title: "Ada Lovelace, Analytical Engines Lab" gives "Ada Lovelace"."""
+    names: list[str] = []
+    for text in texts:
+        if "@" in text:
+            continue
+        for part in re.split(r",|;|\band\b|·|•|\s{3,}", text):
+            part = re.sub(r"[\d*†‡§¶∗]+", " ", part)
+            part = re.sub(r"\s+", " ", part).strip(" .")
+            if _NAME.match(part) and not _NOT_A_NAME.search(part):
+                names.append(part)
+    return names
+
+
 def find_abstract(lines: Sequence[Line], start: int) -> tuple[str, int] | None:
     """From the Abstract heading to the first section heading or change of type size; (abstract, index after)."""
     for i in range(start, len(lines)):
@@ -216,14 +270,28 @@ def join_lines(texts: Sequence[str]) -> str:
 
 
 def body_text(pages: Sequence[Sequence[Line]], first_page_from: int) -> str:
-    """Running text after the abstract, up to the references."""
+    """Running text after the abstract, up to the references; section headings left out."""
     texts: list[str] = []
     for number, page in enumerate(pages):
+        size = body_size(page)
         for line in page[first_page_from:] if number == 0 else page:
             if _REFERENCES.match(line.text):
                 return join_lines(texts)
+            if is_heading(line, size):
+                if texts and texts[-1] and texts[-1][-1] not in ".!?:;":
+                    texts[-1] += "."  # a paragraph cut short by the heading still ends its sentence
+                continue
             texts.append(line.text)
     return join_lines(texts)
+
+
+def is_heading(line: Line, body: float) -> bool:
+    """A section heading: numbered or named like one, short, and not a sentence."""
+    text = line.text.strip()
+    words = len(text.split())
+    if not _SECTION.match(text) or words > 8 or text.endswith((".", ",", ";")):
+        return False
+    return abs(line.size - body) > 0.5 or words <= 5
 
 
 def stamp_facts(spans: Sequence[Span], first_page_text: str) -> tuple[str | None, str | None, str | None]:
@@ -288,6 +356,7 @@ def parse_pdf(path: Path, options: SourcesSettings) -> PdfPaper:
             raise PdfProblem("PDF has no pages; skipped")
         wanted = min(n_pages, options.pdf_max_pages if options.pdf_full_text else 2)
         spans_by_page, width, height = [], 612.0, 792.0
+        stated_title = metadata_title(document.get_metadata_value("Title"))
         for number in range(wanted):
             page = document[number]
             try:
@@ -306,18 +375,26 @@ def parse_pdf(path: Path, options: SourcesSettings) -> PdfPaper:
     pages = drop_margins([lines_of(spans) for spans in spans_by_page], height)
     lines_by_page = [reading_order(lines, width, height) for lines in pages]
     first = lines_by_page[0]
-    found_title = find_title(first, height)
+    found_title = find_title(first, height) or title_before_abstract(first)
+    if stated_title and (found_title is None or find_title(first, height) is None):
+        found_title = (stated_title, found_title[1] if found_title else 0)  # one font: /Title first
     if found_title is None:
-        raise PdfProblem("no title found on the first page (no text larger than the body); skipped")
+        raise PdfProblem(
+            "no title found on the first page (no text larger than the body, no /Title metadata, no lines above "
+            "an Abstract heading); skipped"
+        )
     title, after_title = found_title
     found_abstract = find_abstract(first, after_title)
+    heading = next((i for i in range(after_title, len(first)) if _ABSTRACT_HEADING.match(first[i].text)), None)
+    authors = authors_in([ln.text for ln in first[after_title:heading]]) if heading is not None else []
     body = (
         body_text(lines_by_page, found_abstract[1] if found_abstract else after_title) if options.pdf_full_text else ""
     )
     if found_abstract is None and not body:
         raise PdfProblem("no abstract found on the first page; skipped (sources.pdf_full_text indexes the body)")
     arxiv, date, doi = stamp_facts(spans_by_page[0], " ".join(ln.text for ln in first))
-    return PdfPaper(title, found_abstract[0] if found_abstract else "", body, arxiv, doi, date, n_pages)
+    abstract = found_abstract[0] if found_abstract else ""
+    return PdfPaper(title, abstract, body, arxiv, doi, date, n_pages, authors or None)
 
 
 def _pdfium_reason(exc: BaseException) -> str:
@@ -346,5 +423,6 @@ def read_pdf(path: Path, report: Callable[[Problem], None], options: SourcesSett
     if found.doi:
         extra["doi"] = found.doi
     url = link_for(found.arxiv, found.doi)
-    paper = make_paper(found.title, text, str(path), date=found.date, url=url, extra=extra)
+    authors = ", ".join(found.authors) if found.authors else None
+    paper = make_paper(found.title, text, str(path), authors=authors, date=found.date, url=url, extra=extra)
     yield Record(paper, str(path), merge_keys=merge_keys(found.arxiv, found.doi))
