@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--splits", default=",".join(DEV_SPLITS))
     parser.add_argument("--limit", type=int, help="first N items per split (a quick look)")
-    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--threshold", type=float, default=0.3, help="refuse below this, the model asked in the band")
+    parser.add_argument("--threshold-alone", type=float, default=0.45, help="refuse below this without a model")
     parser.add_argument("--l2", type=float, default=0.5)
     parser.add_argument("--band-low", type=float, default=0.0, help="the model is asked above this probability")
     parser.add_argument("--band-high", type=float, default=1.0, help="... and below this one")
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                     "features": list(FEATURE_NAMES),
                     **weights,
                     "fitted_on": splits,
-                    "threshold": args.threshold,
+                    "thresholds": {"with_model": args.threshold, "alone": args.threshold_alone},
                     "band": list(band),
                     "l2": args.l2,
                     "separation": report,

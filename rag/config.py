@@ -231,12 +231,13 @@ class AnswerSettings(_Section):
     )
     list_papers: int = Field(8, ge=1, description="Most papers in a list answer ('which papers ...').")
     list_considered: int = Field(15, ge=1, description="Retrieved papers a list question reads (dev split).")
-    judge_threshold: float = Field(
-        0.5,
+    judge_threshold: float | None = Field(
+        None,
         ge=0,
         le=1,
         description="Answer only from a paper the judge (rag.answer.judge) finds at least this likely to answer; "
-        "below it the answer says what the nearest papers lack (chosen on the dev splits of two fields).",
+        "below it the answer says what the nearest papers lack. None: the operating point fitted with the judge's "
+        "weights on the dev splits of two fields (one with the judge model, one for the statistics alone).",
     )
     judge_model: str | None = Field(
         None,

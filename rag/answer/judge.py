@@ -139,6 +139,8 @@ class JudgeWeights:
     rank: Logistic
     answers: Logistic
     model: Logistic = Logistic((1.0, 1.0), 0.0)  # over (logit of answers' probability, model log-odds)
+    threshold_with_model: float = 0.5  # the operating points chosen on dev (false refusals <= ~3 %)
+    threshold_alone: float = 0.5
 
     def probability(self, features: Features) -> float:
         return self.answers(features.vector())
@@ -214,11 +216,15 @@ def decide(
     best = judged[0]
     probability, log_odds = best.probability, None
     low, high = settings.judge_band
-    if model is not None and low <= probability <= high:
+    # A follow-up about "its"/"that paper" is about the papers the conversation already chose: not re-read.
+    if model is not None and not reading.refers_back and low <= probability <= high:
         log_odds = model.log_odds(reading.standalone, best.hit.title, best_sentences(best))
         probability = weights.model((_logit(probability), log_odds))
     reason = f"probability {probability:.2f}" + ("" if log_odds is None else f", model log-odds {log_odds:+.2f}")
-    if probability < settings.judge_threshold:
+    threshold = settings.judge_threshold
+    if threshold is None:
+        threshold = weights.threshold_with_model if model is not None else weights.threshold_alone
+    if probability < threshold:
         return Verdict(judged, [], probability, log_odds, reason)
     others = [c for c in judged[1:] if c.probability >= settings.list_threshold]
     return Verdict(judged, [best, *others], probability, log_odds, reason)
@@ -238,4 +244,11 @@ def load_weights(path: Path = WEIGHTS_FILE) -> JudgeWeights:
             return default
         return Logistic(tuple(float(c) for c in data[key]["coefficients"]), float(data[key]["intercept"]))
 
-    return JudgeWeights(logistic("rank"), logistic("answers"), logistic("model", JudgeWeights.model))
+    thresholds = data.get("thresholds", {})
+    return JudgeWeights(
+        logistic("rank"),
+        logistic("answers"),
+        logistic("model", JudgeWeights.model),
+        float(thresholds.get("with_model", 0.5)),
+        float(thresholds.get("alone", 0.5)),
+    )
