@@ -251,7 +251,9 @@ class Assistant:
             text = no_figure_text(chosen[0].name, chosen[0].hit.title)
             return prepared(refusal="the closest paper's abstract states no number", refusal_text=text,
                             candidates=candidates, verdict=verdict, judge_ms=judge_ms)  # fmt: skip
-        sources, statements = evidence_of(chosen, wants_number, reading.quantity, settings, self._count_tokens)
+        per_statement = 1 if len(chosen) > 1 else settings.statement_sentences
+        sources, statements = evidence_of(chosen, wants_number, reading.quantity, settings, self._count_tokens,
+                                          per_statement)  # fmt: skip
         points = [
             Point(source, candidate.name, statement)
             for source, candidate, statement in zip(sources, chosen, statements, strict=True)

@@ -248,6 +248,13 @@ class AnswerSettings(_Section):
         (0.0, 1.0),
         description="The judge model is asked only when the statistics' probability falls inside this band.",
     )
+    statement_sentences: int = Field(
+        2,
+        ge=1,
+        le=4,
+        description="Sentences quoted as a one-paper answer's statement: the best match, then the next best (a "
+        "figure first when the best states none); list lines quote one each.",
+    )
     list_threshold: float = Field(
         0.5,
         ge=0,

@@ -20,7 +20,7 @@ from rag.answer.evidence import (
     pack_evidence,
     paper_answer_score,
     score_sentences,
-    statement_sentence,
+    statement_sentences,
 )
 from rag.answer.names import PaperName, mentions_name, paper_name
 from rag.answer.question import Shape
@@ -106,6 +106,7 @@ def evidence_of(
     quantity: str,
     settings: AnswerSettings,
     count_tokens: Callable[[str], int],
+    sentences: int = 1,
 ) -> tuple[list[Source], list[str]]:
     """The chosen papers' evidence, numbered in answer order, and each paper's statement: the sentence that
     best states what was asked, which its evidence keeps."""
@@ -122,12 +123,13 @@ def evidence_of(
     by_paper = {s.paper_id: s for s in sources}
     out, statements = [], []
     for n, candidate in enumerate(chosen, start=1):
-        statement = statement_sentence(candidate.sentences, wants_number, quantity)
+        picked = statement_sentences(candidate.sentences, wants_number, quantity, sentences)
+        statement = " ".join(picked)
         hit = candidate.hit
         source = by_paper.get(hit.paper_id) or Source(
             0, hit.paper_id, hit.title, hit.score, [], hit.url, list(hit.sources)
         )
-        kept = source.sentences if statement in source.sentences else [*source.sentences, statement]
+        kept = [*source.sentences, *(t for t in picked if t not in source.sentences)]
         order = {s.text: s.position for s in candidate.sentences}
         out.append(replace(source, n=n, sentences=sorted(kept, key=lambda t: order.get(t, 0))))
         statements.append(statement)

@@ -241,3 +241,22 @@ def statement_sentence(scored: Sequence[ScoredSentence], wants_number: bool, qua
         return sentence.score + bonus
 
     return max(pool, key=weight).text
+
+
+def statement_sentences(
+    scored: Sequence[ScoredSentence], wants_number: bool, quantity: str = "", count: int = 1
+) -> list[str]:
+    """`statement_sentence`, then up to `count - 1` more of the paper's best-matching sentences that are not
+    background (a figure first when the first states none), in abstract order: one sentence names the work, the
+    next often carries the fact asked for ("... termed DyVTE." + "... removes all visual tokens after a layer.")."""
+    first = statement_sentence(scored, wants_number, quantity)
+    if not first or count <= 1:
+        return [first] if first else []
+    others = [s for s in scored if s.text != first and not is_background(s.text)]
+    if not states_a_figure(first):
+        others.sort(key=lambda s: (states_a_figure(s.text), s.score), reverse=True)
+    else:
+        others.sort(key=lambda s: s.score, reverse=True)
+    picked = [first, *(s.text for s in others[: count - 1])]
+    order = {s.text: s.position for s in scored}
+    return sorted(picked, key=lambda t: order.get(t, 0))
