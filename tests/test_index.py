@@ -219,3 +219,11 @@ def test_metadata_is_merged_across_sources_and_alternating_ingests_embed_nothing
     assert library.ingest([bib], progress=False).papers_embedded == 3
     assert library.paper(papers[0].paper_id).date == "2023-05"
     assert library.ingest([plain], progress=False).papers_embedded == 0
+
+
+def test_the_readme_python_example_holds_on_the_built_in_corpus(seed_library):
+    hits = seed_library.search("visual tokens", where=["source=000_*.txt"], mode="bm25")
+    paper = seed_library.paper(hits[0].paper_id)
+    assert paper is not None and any(Path(s).name.startswith("000_") for s in paper.sources)
+    # why the example no longer filters by date: the built-in papers carry none
+    assert seed_library.search("visual tokens", where=["date>=2024-01"], mode="bm25") == []
