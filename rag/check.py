@@ -34,7 +34,16 @@ import numpy as np
 
 from rag.chunking import abstract_sentences, embed_text_for, uses_title
 from rag.ingest import chunk_plan, ingest_lock
-from rag.lexical import CATALOG_FILE, KeywordIndex, cache_dir, remove_catalog
+from rag.lexical import (
+    CACHE_DIR,
+    CATALOG_FILE,
+    KeywordIndex,
+    cache_damage,
+    cache_dir,
+    catalog_digest,
+    catalog_row,
+    remove_catalog,
+)
 from rag.store import SOURCE_SEPARATOR
 from rag.store_files import QUARANTINE, damaged_files, describe, forget_quarantine, quarantine
 
@@ -237,15 +246,17 @@ def _catalog(library, indexed) -> list[Finding]:
     path = library.settings.index_path / CATALOG_FILE
     if not path.exists():
         return [Finding("catalog", f"there is no paper catalog ({path.name})", "build it from the index")]
-    rows, problem = _read_catalog(path, library.settings.index.collection)
+    collection = library.settings.index.collection
+    rows, state, problem = _read_catalog(path, collection)
     if problem:
         damaged = f"the paper catalog {path.name} is damaged ({problem})"
         return [Finding("catalog", damaged, "rebuild it from the index")]
-    in_index = {m.paper_id: (m.paper_hash, m.sources_key) for m in library.store().iter_first_chunk_metadata()}
+    store = library.store()
+    in_index = {m.paper_id: m for m in store.iter_first_chunk_metadata()}
     found = []
     lost = sorted(pid for pid in rows if pid not in indexed)
     if lost:
-        sources = sorted({s for pid in lost for s in rows[pid][1].split(SOURCE_SEPARATOR) if s})
+        sources = sorted({s for pid in lost for s in rows[pid][5].split(SOURCE_SEPARATOR) if s})
         found.append(
             Finding(
                 "chunks",
@@ -254,26 +265,56 @@ def _catalog(library, indexed) -> list[Finding]:
                 tuple(sources),
             )
         )
-    behind = [pid for pid, row in in_index.items() if rows.get(pid) != row]
+    behind = [pid for pid, meta in in_index.items() if _key_of(rows.get(pid)) != (meta.paper_hash, meta.sources_key)]
     if behind:
         found.append(Finding("catalog", f"the catalog is behind the index for {len(behind):,} papers", "refresh it"))
+    # Rows that agree on hash and sources may still hold other bytes than the index gives (a flipped
+    # byte in a title, a filter field, the keyword tokens): each row is derived again and compared.
+    title_weight = library.settings.retrieval.title_weight
+    lagging = set(behind)
+    current = [pid for pid in in_index if pid in rows and pid not in lagging]
+    differ: list[str] = []
+    for start in range(0, len(current), 500):
+        batch = current[start : start + 500]
+        passages = store.passages_of(batch)
+        differ += [
+            pid
+            for pid in batch
+            if catalog_row(collection, in_index[pid], passages.get(pid, []), title_weight) != rows[pid]
+        ]
+    digest = catalog_digest((pid, row[2], row[5]) for pid, row in sorted(rows.items()))
+    bad_state = [key for key, ok in (("content", state.get("content") in (None, digest)),
+                                     ("generation", (state.get("generation") or "0").isdigit())) if not ok]  # fmt: skip
+    if differ or bad_state:
+        what = [f"{len(differ):,} rows differ from the index (e.g. {differ[0]})"] if differ else []
+        what += [f"its {key} record is wrong" for key in bad_state]
+        damaged = f"the paper catalog {path.name} is damaged ({'; '.join(what)})"
+        found.append(Finding("catalog", damaged, "rebuild it from the index"))
     return found
 
 
-def _read_catalog(path: Path, collection: str) -> tuple[dict[str, tuple[str, str]], str | None]:
-    """{paper_id: (hash, sources)} read without changing the file, or the reason it cannot be read."""
+def _key_of(row: tuple | None) -> tuple | None:
+    """A catalog row's (paper_hash, sources): what says whether it follows the index."""
+    return None if row is None else (row[2], row[5])
+
+
+def _read_catalog(path: Path, collection: str) -> tuple[dict[str, tuple], dict[str, str], str | None]:
+    """({paper_id: row}, {state key: value}) read without changing the file, or the reason it cannot be read."""
     try:
         db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
     except sqlite3.Error as exc:
-        return {}, str(exc)
+        return {}, {}, str(exc)
     try:
         verdict = db.execute("PRAGMA quick_check").fetchone()[0]
         if verdict != "ok":
-            return {}, verdict
-        query = "SELECT paper_id, paper_hash, sources FROM papers WHERE collection=?"
-        return {pid: (h, s) for pid, h, s in db.execute(query, (collection,))}, None
+            return {}, {}, verdict
+        columns = "collection, paper_id, paper_hash, title, date, sources, fields, tokens"
+        query = f"SELECT {columns} FROM papers WHERE collection=?"
+        rows = {row[1]: tuple(row) for row in db.execute(query, (collection,))}
+        state = dict(db.execute("SELECT key, value FROM state WHERE collection=?", (collection,)).fetchall())
+        return rows, state, None
     except sqlite3.Error as exc:
-        return {}, str(exc)
+        return {}, {}, str(exc)
     finally:
         db.close()
 
@@ -283,16 +324,29 @@ def _caches(library) -> list[Finding]:
     folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     if not folders:
         return []
-    _rows, problem = _read_catalog(library.settings.index_path / CATALOG_FILE, library.settings.index.collection)
+    _rows, _state, problem = _read_catalog(
+        library.settings.index_path / CATALOG_FILE, library.settings.index.collection
+    )
     if problem:
         return []  # judged once the catalog is rebuilt
     catalog = library.catalog()
     r = library.settings.retrieval
     current = KeywordIndex.cache_name(catalog, r.bm25_k1, r.bm25_b)
-    stale = []
+    stale, damaged = [], []
     for folder in folders:
         if folder.name != current:
             stale.append(folder)
+            continue
+        broken = cache_damage(folder)
+        if broken:
+            damaged.append(
+                Finding(
+                    "cache",
+                    f"the BM25 cache {CACHE_DIR}/{folder.name} is damaged ({broken}); searches rebuild BM25 instead",
+                    "delete it",
+                    (str(folder),),
+                )
+            )
             continue
         try:
             ids = json.loads((folder / "paper_ids.json").read_text())
@@ -301,14 +355,15 @@ def _caches(library) -> list[Finding]:
         if ids != catalog.paper_ids():
             stale.append(folder)
     if not stale:
-        return []
+        return damaged
     return [
+        *damaged,
         Finding(
             "cache",
             f"{len(stale)} BM25 caches do not match the catalog ({', '.join(p.name for p in stale[:2])})",
             "delete them",
             tuple(str(p) for p in stale),
-        )
+        ),
     ]
 
 

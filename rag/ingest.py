@@ -24,7 +24,7 @@ from rag.embedding import Embedder
 from rag.errors import IndexStoreError
 from rag.lexical import PaperCatalog, remove_caches
 from rag.problems import ProblemTally
-from rag.sources import Record, add_sources, builtin_corpus_paths, duplicate_problem, iter_records
+from rag.sources import Record, add_sources, builtin_corpus_paths, duplicate_problem, fill_fields, iter_records
 from rag.store import ChromaStore, IndexedPaper
 from rag.types import Chunk, Paper, Problem
 
@@ -94,6 +94,12 @@ class _Plan:
     sources: dict[str, list[str]] = field(default_factory=dict)
     files_read: set[str] = field(default_factory=set)
     records: int = 0
+    # Only for papers found more than once this run: what each file gave (file -> record hash) ...
+    repeated: dict[str, dict[str, str]] = field(default_factory=dict)
+    # ... and, for those and for papers keeping fields from files not read this run, the merged paper.
+    merged: dict[str, Paper] = field(default_factory=dict)
+    # Per paper, file -> record hash, where it is more than "its one file gave its hash" (see store_records).
+    source_hashes: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def default_paths(settings: Settings) -> list[Path]:
@@ -185,7 +191,8 @@ def ingest(
                 raise IndexStoreError(f"{store.where} is damaged: {damage}")
         plan = _plan(records, fingerprint, problem)
         indexed = store.indexed_papers()
-        _keep_unread_sources(plan, indexed, prune)
+        kept = _keep_unread_sources(plan, indexed, prune)
+        _merge_sources(store, records, plan, indexed, kept, fingerprint)
         report.files_read = len(plan.files_read)
         report.papers_seen = len(plan.hashes)
         report.records_read = plan.records
@@ -212,7 +219,9 @@ def ingest(
         sources_changed = {
             pid: sources
             for pid, sources in plan.sources.items()
-            if pid in indexed and pid not in to_embed and tuple(sources) != indexed[pid].sources
+            if pid in indexed
+            and pid not in to_embed
+            and (tuple(sources) != indexed[pid].sources or _hashes_changed(plan, indexed[pid], pid))
         }
         gone, shrunk = _vanished(indexed, plan)
         if prune:
@@ -222,7 +231,7 @@ def ingest(
         else:
             report.papers_missing = len(gone)
         if sources_changed:
-            store.update_sources(sources_changed, indexed)
+            store.update_sources(sources_changed, indexed, plan.source_hashes)
         report.sources_updated = len(sources_changed)
         if catalog is not None:  # BM25 and filters follow Chroma; only changed papers are re-tokenized
             catalog.refresh(store)
@@ -242,10 +251,67 @@ def _plan(records: RecordSource, fingerprint: str, problem: Callable[[Problem], 
             plan.hashes[paper.paper_id] = digest
             plan.sources[paper.paper_id] = list(paper.sources)
             continue
+        first = plan.sources[paper.paper_id][0]
+        seen = plan.repeated.setdefault(paper.paper_id, {first: known})
+        for source in paper.sources:
+            seen.setdefault(source, digest)
         add_sources(plan.sources[paper.paper_id], paper.sources)
         if known != digest and not record.merged:
             problem(duplicate_problem(record))
     return plan
+
+
+def _merge_sources(
+    store: ChromaStore,
+    records: RecordSource,
+    plan: _Plan,
+    indexed: dict[str, IndexedPaper],
+    kept: dict[str, list[str]],
+    fingerprint: str,
+) -> None:
+    """Make each paper the merge of all its sources, those this run did not read included.
+
+    A paper whose files this run read all gave what they gave before keeps its indexed hash (nothing
+    to embed, whatever the other files added). Otherwise its records of this run are merged (text
+    from the first, other fields from the first that has them) and the fields it still lacks are
+    taken from the index when a file not read this run is among its sources. That needs the records
+    again: one more pass over the inputs, only when some paper needs it.
+    """
+    resolve: set[str] = set(plan.repeated)
+    for paper_id in set(kept) | (set(plan.repeated) & set(indexed)):
+        entry = indexed[paper_id]
+        read = plan.repeated.get(paper_id) or {plan.sources[paper_id][0]: plan.hashes[paper_id]}
+        hashes = {**read, **{s: entry.source_hashes.get(s, "?") for s in kept.get(paper_id, ())}}
+        plan.source_hashes[paper_id] = hashes
+        if all(entry.source_hashes.get(s) == h for s, h in read.items()):
+            plan.hashes[paper_id] = entry.paper_hash  # every file as it was, in whatever order: so is the paper
+            resolve.discard(paper_id)
+        else:
+            resolve.add(paper_id)
+    for paper_id, read in plan.repeated.items():
+        plan.source_hashes.setdefault(paper_id, dict(read))
+    if not resolve:
+        return
+    for record in records(lambda _p: None, lambda _f: None):
+        paper = record.paper
+        if paper.paper_id not in resolve:
+            continue
+        known = plan.merged.get(paper.paper_id)
+        if known is None:
+            plan.merged[paper.paper_id] = paper
+        else:
+            fill_fields(known, paper)
+    for paper_id, paper in plan.merged.items():
+        if paper_id in kept:
+            stored = store.stored_paper(paper_id)
+            if stored is not None:
+                fill_fields(paper, stored)
+        plan.hashes[paper_id] = paper_hash(paper, fingerprint)
+
+
+def _hashes_changed(plan: _Plan, entry: IndexedPaper, paper_id: str) -> bool:
+    hashes = plan.source_hashes.get(paper_id)
+    return hashes is not None and any(entry.source_hashes.get(s) != h for s, h in hashes.items())
 
 
 def _embed_planned(
@@ -276,7 +342,8 @@ def _embed_planned(
             sentence_matrix = embedder.embed([text for _, _, text in sentences]) if sentences else None
             report.embed_seconds += time.perf_counter() - t0
             hashes = {p.paper_id: plan.hashes[p.paper_id] for p in batch}
-            store.replace_papers(batch, hashes, chunks, vectors, sentences, sentence_matrix)
+            source_hashes = {p.paper_id: plan.source_hashes.get(p.paper_id, {}) for p in batch}
+            store.replace_papers(batch, hashes, chunks, vectors, sentences, sentence_matrix, source_hashes)
             report.papers_embedded += len(batch)
             report.chunks_embedded += len(chunks)
             bar.update(len(batch))
@@ -307,6 +374,7 @@ def _planned_papers(records: RecordSource, plan: _Plan, to_embed: set[str]) -> I
         paper = record.paper
         if paper.paper_id in to_embed and paper.paper_id not in done:
             done.add(paper.paper_id)
+            paper = plan.merged.get(paper.paper_id, paper)
             paper.sources = plan.sources[paper.paper_id]
             yield paper
 
@@ -322,11 +390,12 @@ def _batches(items: Iterable[Paper], size: int) -> Iterator[list[Paper]]:
         yield batch
 
 
-def _keep_unread_sources(plan: _Plan, indexed: dict[str, IndexedPaper], prune: bool) -> None:
-    """A paper seen this run keeps the sources it has in files this run did not read.
+def _keep_unread_sources(plan: _Plan, indexed: dict[str, IndexedPaper], prune: bool) -> dict[str, list[str]]:
+    """A paper seen this run keeps the sources it has in files this run did not read (returned per paper).
 
     Those files are left alone unless --prune is given and they no longer exist.
     """
+    kept: dict[str, list[str]] = {}
     for paper_id, sources in plan.sources.items():
         entry = indexed.get(paper_id)
         if entry is None:
@@ -335,6 +404,8 @@ def _keep_unread_sources(plan: _Plan, indexed: dict[str, IndexedPaper], prune: b
             unread = source and source not in plan.files_read and source not in sources
             if unread and (not prune or Path(source).exists()):
                 sources.append(source)
+                kept.setdefault(paper_id, []).append(source)
+    return kept
 
 
 def _vanished(indexed: dict[str, IndexedPaper], plan: _Plan) -> tuple[set[str], dict[str, list[str]]]:

@@ -16,7 +16,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,7 +25,7 @@ import numpy as np
 
 from rag.chunking import abstract_sentences
 from rag.errors import IndexStoreError
-from rag.store import SOURCE_SEPARATOR, ChromaStore
+from rag.store import SOURCE_SEPARATOR, ChromaStore, ChunkMeta
 
 CATALOG_FILE = "papers-catalog.sqlite3"
 CACHE_DIR = ".bm25-cache"
@@ -188,12 +188,12 @@ class PaperCatalog:
         return self._state("content") or self._digest()
 
     def _digest(self) -> str:
-        digest = hashlib.sha256()
-        for row in self._db.execute(
-            "SELECT paper_id, paper_hash, sources FROM papers WHERE collection=? ORDER BY paper_id", (self.collection,)
-        ):
-            digest.update("\x1f".join(row).encode() + b"\x1e")
-        return digest.hexdigest()[:20]
+        return catalog_digest(
+            self._db.execute(
+                "SELECT paper_id, paper_hash, sources FROM papers WHERE collection=? ORDER BY paper_id",
+                (self.collection,),
+            )
+        )
 
     def fingerprint(self) -> str:
         """Names what BM25 was built from, so a cached matrix is reused only for the same papers.
@@ -239,22 +239,9 @@ class PaperCatalog:
         for start in range(0, len(stale), _REFRESH_BATCH):
             batch = stale[start : start + _REFRESH_BATCH]
             passages = store.passages_of(batch)
-            rows = []
-            for pid in batch:
-                meta = indexed[pid]
-                abstract = " ".join(abstract_sentences(passages.get(pid, [])))
-                rows.append(
-                    (
-                        self.collection,
-                        pid,
-                        meta.paper_hash,
-                        meta.title,
-                        meta.date,
-                        meta.sources_key,
-                        json.dumps(meta.filter_fields()),
-                        " ".join(paper_tokens(meta.title, abstract, self.title_weight)),
-                    )
-                )
+            rows = [
+                catalog_row(self.collection, indexed[pid], passages.get(pid, []), self.title_weight) for pid in batch
+            ]
             self._db.executemany("INSERT OR REPLACE INTO papers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         for start in range(0, len(gone), _REFRESH_BATCH):
             batch = gone[start : start + _REFRESH_BATCH]
@@ -303,6 +290,29 @@ class PaperCatalog:
         return self._db.execute("SELECT COUNT(*) FROM papers WHERE collection=?", (self.collection,)).fetchone()[0]
 
 
+def catalog_digest(rows: Iterable[Sequence[str]]) -> str:
+    """The catalog's content key from its (paper_id, paper_hash, sources) rows, in paper id order."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update("\x1f".join(row).encode() + b"\x1e")
+    return digest.hexdigest()[:20]
+
+
+def catalog_row(collection: str, meta: ChunkMeta, passages: Sequence[str], title_weight: int) -> tuple:
+    """One paper's catalog row, as derived from what Chroma holds (its first chunk's metadata and its passages)."""
+    abstract = " ".join(abstract_sentences(list(passages)))
+    return (
+        collection,
+        meta.paper_id,
+        meta.paper_hash,
+        meta.title,
+        meta.date,
+        meta.sources_key,
+        json.dumps(meta.filter_fields()),
+        " ".join(paper_tokens(meta.title, abstract, title_weight)),
+    )
+
+
 class KeywordIndex:
     """BM25 over the catalog's papers, in memory; `search` returns (paper_id, score), best first."""
 
@@ -322,7 +332,7 @@ class KeywordIndex:
         import bm25s
 
         cached = cache_dir / cls.cache_name(catalog, k1, b) if cache_dir else None
-        if cached and (cached / "paper_ids.json").exists():
+        if cached and (cached / "paper_ids.json").exists() and cache_damage(cached) is None:
             try:
                 paper_ids = json.loads((cached / "paper_ids.json").read_text())
                 if paper_ids == catalog.paper_ids():  # a cache is only ever used for the very papers it holds
@@ -408,5 +418,34 @@ def _save_cache(model, paper_ids: list[str], folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         model.save(str(folder))
         (folder / "paper_ids.json").write_text(json.dumps(paper_ids))
+        sums = {p.name: _file_sum(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != CACHE_SUMS}
+        (folder / CACHE_SUMS).write_text(json.dumps(sums))
     except OSError:
         pass  # the cache only saves time; a read-only index still searches
+
+
+CACHE_SUMS = "checksums.json"
+
+
+def _file_sum(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cache_damage(folder: Path) -> str | None:
+    """Why a BM25 cache cannot be trusted (a file that differs from the checksum written with it), or None.
+
+    bm25s loads its arrays as they are: a flipped byte would change scores silently, so every file
+    is compared with the checksums saved beside it (a few MB read, far less than rebuilding).
+    """
+    try:
+        sums = json.loads((folder / CACHE_SUMS).read_text())
+        if not isinstance(sums, dict) or not sums:
+            return f"{CACHE_SUMS} is not a list of checksums"
+        for name, expected in sums.items():
+            if _file_sum(folder / str(name)) != expected:
+                return f"{name} differs from its checksum"
+    except FileNotFoundError as exc:
+        return f"{Path(exc.filename or CACHE_SUMS).name} is missing"
+    except (OSError, ValueError) as exc:
+        return f"{CACHE_SUMS} cannot be read ({exc})"
+    return None

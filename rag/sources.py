@@ -75,15 +75,30 @@ def load_corpus(paths: Iterable[str | Path], options: SourcesSettings | None = N
 
 
 def merge_into(by_id: dict[str, Paper], record: Record, report: Callable[[Problem], None]) -> None:
-    """Add a record to the papers seen so far: a repeat only adds its source file."""
+    """Add a record to the papers seen so far: a repeat adds its source file and the fields the paper lacks."""
     paper = record.paper
     known = by_id.get(paper.paper_id)
     if known is None:
         by_id[paper.paper_id] = paper
         return
     add_sources(known.sources, paper.sources)
+    fill_fields(known, paper)
     if (known.title, known.abstract) != (paper.title, paper.abstract) and not record.merged:
         report(duplicate_problem(record))
+
+
+def fill_fields(paper: Paper, other: Paper) -> None:
+    """A paper is the merge of its sources: a field one source sets is kept when another lacks it.
+
+    The text (title, abstract) stays the first source's; authors, date, link, categories and other
+    fields come from the first source that has them.
+    """
+    for name in ("authors", "date", "url", "categories"):
+        if not getattr(paper, name) and getattr(other, name):
+            setattr(paper, name, getattr(other, name))
+    for key, value in other.extra.items():
+        if value and not paper.extra.get(key):
+            paper.extra[key] = value
 
 
 def add_sources(into: list[str], sources: Iterable[str]) -> None:

@@ -7,7 +7,7 @@ Chroma is always given vectors (its default embedding function would try to down
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,16 @@ import numpy as np
 from rag.chroma import explain_store_errors, open_connection, telemetry_off
 from rag.errors import IndexStoreError
 from rag.store_integrity import ChromaIntegrity
-from rag.store_records import SOURCE_SEPARATOR, ChunkMatch, ChunkMeta, IndexedPaper, StoreStats, chunk_metadata
+from rag.store_records import (
+    SOURCE_SEPARATOR,
+    ChunkMatch,
+    ChunkMeta,
+    IndexedPaper,
+    StoreStats,
+    chunk_metadata,
+    read_source_hashes,
+    source_hashes_field,
+)
 from rag.types import Chunk, Paper
 
 __all__ = ["SOURCE_SEPARATOR", "ChromaStore", "ChunkMatch", "ChunkMeta", "IndexedPaper", "StoreStats", "chunk_metadata"]
@@ -205,6 +214,7 @@ class ChromaStore(ChromaIntegrity):
                 chunks_present=count,
                 chunks_expected=int(first[paper_id].get("n_chunks", -1)),
                 sources=tuple(str(first[paper_id].get("sources", "")).split(SOURCE_SEPARATOR)),
+                source_hashes=read_source_hashes(first[paper_id]),
             )
             for paper_id, count in present.items()
         }
@@ -344,6 +354,7 @@ class ChromaStore(ChromaIntegrity):
         vectors: np.ndarray,
         sentences: Sequence[tuple[str, int, str]] = (),
         sentence_vectors: np.ndarray | None = None,
+        source_hashes: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         """Swap in new chunks (and sentence vectors) for these papers: delete theirs, then add the new ones.
 
@@ -352,11 +363,11 @@ class ChromaStore(ChromaIntegrity):
         without, so a paper whose chunks exist is never left half-indexed.
         """
         try:
-            self._replace_papers(papers, hashes, chunks, vectors, sentences, sentence_vectors)
+            self._replace_papers(papers, hashes, chunks, vectors, sentences, sentence_vectors, source_hashes or {})
         finally:
             self._announce_write()
 
-    def _replace_papers(self, papers, hashes, chunks, vectors, sentences, sentence_vectors) -> None:
+    def _replace_papers(self, papers, hashes, chunks, vectors, sentences, sentence_vectors, source_hashes) -> None:
         paper_ids = [p.paper_id for p in papers]
         sentence_collection = self.sentences
         if paper_ids and sentence_collection is not None:
@@ -376,7 +387,12 @@ class ChromaStore(ChromaIntegrity):
         counts: dict[str, int] = {}
         for chunk in chunks:
             counts[chunk.paper_id] = counts.get(chunk.paper_id, 0) + 1
-        metadatas = [chunk_metadata(by_id[c.paper_id], c.index, counts[c.paper_id], hashes[c.paper_id]) for c in chunks]
+        metadatas = [
+            chunk_metadata(
+                by_id[c.paper_id], c.index, counts[c.paper_id], hashes[c.paper_id], source_hashes.get(c.paper_id)
+            )
+            for c in chunks
+        ]
         self.collection.add(
             ids=[c.chunk_id for c in chunks],
             embeddings=vectors,
@@ -394,13 +410,23 @@ class ChromaStore(ChromaIntegrity):
         finally:
             self._announce_write()
 
-    def update_sources(self, sources_by_paper: dict[str, list[str]], indexed: dict[str, IndexedPaper]) -> None:
+    def update_sources(
+        self,
+        sources_by_paper: dict[str, list[str]],
+        indexed: dict[str, IndexedPaper],
+        source_hashes: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        """A paper's source files (and what each gave) changed, its content did not: no re-embedding."""
         ids: list[str] = []
         metadatas: list[dict] = []
         for paper_id, sources in sources_by_paper.items():
-            for i in range(indexed[paper_id].chunks_present):
+            entry = indexed[paper_id]
+            hashes = (source_hashes or {}).get(paper_id) or {s: entry.source_hashes.get(s, "?") for s in sources}
+            recorded = source_hashes_field(sources, entry.paper_hash, hashes)
+            for i in range(entry.chunks_present):
                 ids.append(f"{paper_id}#{i}")
-                metadatas.append({"sources": SOURCE_SEPARATOR.join(sources)})
+                # "" rather than a missing key: Chroma's update merges metadata, so a key left out would stay
+                metadatas.append({"sources": SOURCE_SEPARATOR.join(sources), "source_hashes": recorded or ""})
         try:
             for start in range(0, len(ids), _PAGE):
                 self.collection.update(ids=ids[start : start + _PAGE], metadatas=metadatas[start : start + _PAGE])

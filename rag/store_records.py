@@ -6,7 +6,8 @@ store modules reads Chroma's keys.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ class IndexedPaper:
     chunks_present: int
     chunks_expected: int
     sources: tuple[str, ...]
+    source_hashes: Mapping[str, str] = field(default_factory=dict)  # each file's own record hash, where known
 
     @property
     def complete(self) -> bool:
@@ -41,7 +43,7 @@ class StoreStats:
     precision: str | None = None  # fp32 or int8 vectors
 
 
-_BOOKKEEPING = ("paper_id", "title", "chunk_index", "n_chunks", "paper_hash", "sources")
+_BOOKKEEPING = ("paper_id", "title", "chunk_index", "n_chunks", "paper_hash", "sources", "source_hashes")
 _PAPER_FIELDS = ("authors", "date", "url", "categories")
 
 
@@ -98,7 +100,34 @@ class ChunkMatch:
     meta: ChunkMeta
 
 
-def chunk_metadata(paper: Paper, index: int, n_chunks: int, paper_hash: str) -> dict:
+def source_hashes_field(sources: Sequence[str], paper_hash: str, hashes: Mapping[str, str] | None) -> str | None:
+    """What each source file gave, as one metadata value; None when it says nothing new.
+
+    A paper from one file that the file alone made needs no record: its paper hash is that file's.
+    """
+    if not hashes or (len(sources) <= 1 and all(h == paper_hash for h in hashes.values())):
+        return None
+    return json.dumps({s: hashes.get(s, "?") for s in sources}, sort_keys=True)
+
+
+def read_source_hashes(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The per-file hashes `source_hashes_field` wrote ({} when unknown: an index from before they were kept)."""
+    raw = meta.get("source_hashes")
+    sources = [s for s in str(meta.get("sources", "")).split(SOURCE_SEPARATOR) if s]
+    if raw:
+        try:
+            value = json.loads(str(raw))
+        except ValueError:
+            return {}
+        return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+    if len(sources) == 1:
+        return {sources[0]: str(meta.get("paper_hash", ""))}
+    return {}
+
+
+def chunk_metadata(
+    paper: Paper, index: int, n_chunks: int, paper_hash: str, source_hashes: Mapping[str, str] | None = None
+) -> dict:
     metadata: dict = {
         "paper_id": paper.paper_id,
         "title": paper.title,
@@ -107,6 +136,9 @@ def chunk_metadata(paper: Paper, index: int, n_chunks: int, paper_hash: str) -> 
         "paper_hash": paper_hash,
         "sources": SOURCE_SEPARATOR.join(paper.sources),
     }
+    recorded = source_hashes_field(paper.sources, paper_hash, source_hashes)
+    if recorded:
+        metadata["source_hashes"] = recorded
     for name in _PAPER_FIELDS:
         value = getattr(paper, name)
         if value:

@@ -32,7 +32,18 @@ from server.responses import Health, Readiness, ok
 
 
 def api_key(settings: Settings) -> str | None:
-    return os.environ.get(settings.server.api_key_env) or None
+    """The key from $RAG_API_KEY (server.api_key_env); one that is not ASCII is refused before the server starts.
+
+    HTTP clients send header bytes as Latin-1 or UTF-8 as they please: such a key would never match, and a
+    server that accepts it refuses every request with no hint why.
+    """
+    key = os.environ.get(settings.server.api_key_env) or None
+    if key is not None and (not key.isascii() or not key.strip() or not key.isprintable()):
+        raise RagError(
+            f"${settings.server.api_key_env} holds characters that are not printable ASCII (or only spaces); an "
+            "HTTP header cannot carry them reliably. Use letters, digits and punctuation, e.g. $(openssl rand -hex 24)"
+        )
+    return key
 
 
 def _has_key(request: Request, key: str) -> bool:

@@ -161,7 +161,9 @@ def test_stale_and_foreign_caches_are_found_and_removed(broken, clean_results, e
     shutil.copytree(current, caches / "papers-g2-t2-k1.2-b0.4")  # named as before keys were content hashes
     library = make_library(broken, embedder, **SMALL_CHUNKS)
     report = library.check()
-    assert [f.area for f in report.findings] == ["cache"] and "2 BM25 caches" in report.findings[0].problem
+    assert [f.area for f in report.findings] == ["cache", "cache"], [f.problem for f in report.findings]
+    assert "damaged (paper_ids.json differs from its checksum)" in report.findings[0].problem  # the edited one
+    assert "1 BM25 caches do not match the catalog" in report.findings[1].problem  # the foreign one
     assert library.check(repair=True).ok
     assert results(broken, embedder) == clean_results
     assert make_library(broken, embedder, **SMALL_CHUNKS).check().ok
@@ -213,3 +215,47 @@ def test_flipped_bytes_in_a_vector_file_are_named_refused_and_repaired(broken, c
     assert results(broken, embedder) == clean_results
     assert content(broken) == content(clean[0])
     assert run_cli("check", index=broken, extra_env=SMALL_CHUNKS_ENV).returncode == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_flipped_bytes_in_the_catalog_are_named_and_repaired(broken, clean_results, embedder, seed):
+    """Ten flipped bytes anywhere in papers-catalog.sqlite3: its pages, its rows' tokens, titles, fields."""
+    catalog = broken / "papers-catalog.sqlite3"
+    _flip(catalog, seed=100 + seed)
+    flipped = catalog.read_bytes()
+    check = run_cli("check", index=broken, extra_env=SMALL_CHUNKS_ENV)
+    assert check.returncode == 1, (check.returncode, check.stdout, check.stderr[-800:])
+    assert "papers-catalog.sqlite3" in check.stdout and "damaged" in check.stdout, check.stdout
+    assert catalog.read_bytes() == flipped  # a check without --repair changes nothing
+    report = make_library(broken, embedder, **SMALL_CHUNKS).check(repair=True)
+    assert report.ok, [f.problem for f in report.remaining]
+    assert results(broken, embedder) == clean_results
+    assert make_library(broken, embedder, **SMALL_CHUNKS).check().ok
+
+
+def _cache_files(index):
+    (folder,) = [p for p in (index / ".bm25-cache").iterdir() if p.is_dir()]
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.stat().st_size)
+
+
+def test_flipped_bytes_in_each_bm25_cache_file_are_named_and_repaired(broken, clean_results, embedder):
+    names = [p.name for p in _cache_files(broken)]
+    assert len(names) >= 5, names  # the matrix's arrays, its vocabulary, parameters, paper ids
+    pristine = broken.parent / "pristine-cache"
+    shutil.copytree(broken / ".bm25-cache", pristine)
+    for i, name in enumerate(names):
+        shutil.rmtree(broken / ".bm25-cache")
+        shutil.copytree(pristine, broken / ".bm25-cache")
+        (path,) = [p for p in _cache_files(broken) if p.name == name]
+        _flip(path, seed=200 + i, count=3)
+        report = make_library(broken, embedder, **SMALL_CHUNKS).check()
+        assert [f.area for f in report.findings] == ["cache"], (name, [f.problem for f in report.findings])
+        assert path.parent.name in report.findings[0].problem and "damaged" in report.findings[0].problem, name
+        # a search never trusts it, even before any repair: the results are a clean build's
+        assert results(broken, embedder) == clean_results, name
+    _flip(_cache_files(broken)[0], seed=300)
+    check = run_cli("check", index=broken, extra_env=SMALL_CHUNKS_ENV)
+    assert check.returncode == 1 and ".bm25-cache" in check.stdout and "damaged" in check.stdout, check.stdout
+    assert make_library(broken, embedder, **SMALL_CHUNKS).check(repair=True).ok
+    assert results(broken, embedder) == clean_results
+    assert make_library(broken, embedder, **SMALL_CHUNKS).check().ok

@@ -192,3 +192,13 @@ def test_a_dead_hosted_backend_is_an_error_the_openai_client_raises_on(server):
     assert status == 502 and body["error"]["code"] == "backend_error" and body["paper_rag"]["answer"], body
     ok = client.chat.completions.create(model="paper-rag/extractive", messages=messages)  # the rest still works
     assert ok.choices[0].message.content
+
+
+@pytest.mark.parametrize("key", ["clé-secrète", "key\twith-a-tab", "   "])
+def test_an_api_key_that_is_not_printable_ascii_is_refused_at_start_in_one_line(server, key):
+    result = run_cli("serve", "--port", str(free_port()), index=server["index"],
+                     extra_env={"RAG_API_KEY": key, "RAG_PROFILE": "extractive"}, timeout=120)  # fmt: skip
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr[-800:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "$RAG_API_KEY" in lines[0] and "ASCII" in lines[0], result.stderr
+    assert key.strip() == "" or key not in result.stderr  # the key itself is never printed
