@@ -22,14 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rag import __version__
-from rag.errors import RagError
+from rag.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, RagError
 from rag.filters import parse_filters
 from rag.ingest import IngestProgress
 from rag.library import Library
 from rag.retrieval import check_question
 from rag.types import PaperHit, Problem
 
-EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 COMMANDS_GROUP = "paper_rag.commands"
 
 

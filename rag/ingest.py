@@ -24,7 +24,8 @@ from rag.embedding import Embedder
 from rag.errors import IndexStoreError
 from rag.lexical import PaperCatalog, remove_caches
 from rag.problems import ProblemTally
-from rag.sources import Record, add_sources, builtin_corpus_paths, duplicate_problem, iter_records
+from rag.records import Record
+from rag.sources import add_sources, builtin_corpus_paths, duplicate_problem, iter_records
 from rag.store import ChromaStore, IndexedPaper
 from rag.types import Chunk, Paper, Problem
 

@@ -83,3 +83,80 @@ def test_python_dash_m_rag_and_the_typed_marker():
     assert done.returncode == 0 and done.stdout.strip() == f"rag (paper-rag) {__version__}", done.stderr
     assert "py.typed" in PYPROJECT["tool"]["setuptools"]["package-data"]["rag"]
     assert (REPO / "rag" / "py.typed").is_file()
+
+
+def _rag_import_graph() -> dict[str, set[str]]:
+    """Module -> the rag modules it imports: at module level, inside functions and under TYPE_CHECKING alike.
+    Importing `rag.a.b` runs `rag/a/__init__.py` too, so the packages on the way count as imported, except
+    the importing module's own packages (Python has started those before the module runs)."""
+    files = {}
+    for path in (REPO / "rag").rglob("*.py"):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+
+    def packages(name: str) -> set[str]:
+        parts = name.split(".")
+        return {".".join(parts[:n]) for n in range(1, len(parts))}
+
+    def modules_of(name: str) -> set[str]:
+        return ({name} | packages(name)) & files.keys()
+
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    found |= modules_of(alias.name)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    base = f"{anchor}.{base}" if base else anchor
+                found |= modules_of(base)
+                found |= {f"{base}.{alias.name}" for alias in node.names} & files.keys()  # `from pkg import module`
+        graph[module] = found - {module} - packages(module)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_inside_the_library():
+    """Imports point one way: what two modules both need lives in a third (rag.records, rag.llm_base,
+    rag.model_folder, rag.errors' exit codes, rag.integrations.documents), never in either of them."""
+    graph = _rag_import_graph()
+    assert {"rag.sources", "rag.readers.pdf", "rag.records"} <= graph.keys()
+    assert "rag.records" in graph["rag.readers.pdf"] and "rag.readers" in graph["rag.sources"]  # the walk sees both
+    assert _cycles(graph) == []
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
