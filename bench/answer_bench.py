@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from eval.harness import DEFAULT_GOLDEN, load_golden, run_items  # noqa: E402
-from eval.metrics import summarize  # noqa: E402
+from paper_rag_eval.harness import DEFAULT_GOLDEN, load_golden, run_items  # noqa: E402
+from paper_rag_eval.metrics import summarize  # noqa: E402
 from rag.answering import Assistant  # noqa: E402
 from rag.library import Library  # noqa: E402
 
