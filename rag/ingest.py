@@ -271,7 +271,7 @@ def _embed_planned(
     try:
         for batch in _batches(_planned_papers(records, plan, to_embed), batch_papers):
             chunks = [c for paper in batch for c in chunk_paper(paper, chunk_plan, count_budget, embedder.count_tokens)]
-            sentences = _sentences_of(chunks) if sentence_vectors else []
+            sentences = sentences_of(chunks) if sentence_vectors else []
             t0 = time.perf_counter()
             vectors = embedder.embed([c.embed_text for c in chunks])
             sentence_matrix = embedder.embed([text for _, _, text in sentences]) if sentences else None
@@ -289,8 +289,9 @@ def _embed_planned(
         bar.close()
 
 
-def _sentences_of(chunks: list[Chunk]) -> list[tuple[str, int, str]]:
-    """(paper_id, position, sentence) for every abstract sentence, the unit answering picks evidence from."""
+def sentences_of(chunks: list[Chunk]) -> list[tuple[str, int, str]]:
+    """(paper_id, position, sentence) for every abstract sentence, the unit answering picks evidence from: what
+    ingest embeds beside the chunks (`index.sentence_vectors`)."""
     by_paper: dict[str, list[str]] = {}
     for chunk in chunks:
         by_paper.setdefault(chunk.paper_id, []).append(chunk.text)

@@ -55,6 +55,11 @@ class LlamaCppModel:
         self._prefix_cache = None
         self.name = f"llamacpp:{Path(settings.model).stem if settings.model.endswith('.gguf') else settings.model}"
 
+    @property
+    def saved_prefix_tokens(self) -> int:
+        """How many prompt tokens' evaluated state the on-disk prefix cache holds (0 without one)."""
+        return len(self._prefix_cache.saved) if self._prefix_cache is not None else 0
+
     def load(self):  # -> llama_cpp.Llama
         if self._llama is not None:
             return self._llama

@@ -156,3 +156,13 @@ def test_ingest_progress_tells_rate_and_time_left():
     assert state.describe() == "embedded 640/5183 papers (1320 chunks), 8.0 papers/s, 9m 28s left"
     assert IngestProgress(0, 10, 0, 0.0).describe() == "embedded 0/10 papers (0 chunks), 0.0 papers/s"
     assert [format_duration(s) for s in (0.4, 59, 61, 3725)] == ["0s", "59s", "1m 01s", "1h 02m"]
+
+
+def test_the_store_shows_what_its_vectors_were_made_from(seed_library):
+    """The public reads bench/ingest_bench.py uses instead of Chroma's collections and metadata keys."""
+    store = seed_library.store()
+    chunks = list(store.iter_chunk_texts())
+    assert len(chunks) == store.chunk_count() and all(meta.title and text for meta, text in chunks)
+    assert {meta.paper_id for meta, _ in chunks} == {meta.paper_id for meta in store.iter_first_chunk_metadata()}
+    sentences = store.sentence_texts()
+    assert len(sentences) > len({meta.paper_id for meta, _ in chunks}) and all(sentences)

@@ -216,3 +216,22 @@ def test_the_readme_architecture_matches_the_tree():
     modules = {p.relative_to(REPO) for p in (REPO / "rag").rglob("*.py") if p.name != "__init__.py"}
     unnamed = sorted(str(m) for m in modules if str(m) not in named and m.name not in named)
     assert unnamed == [], f"modules the README's Architecture section does not name: {unnamed}"
+
+
+def test_benches_use_public_apis_only():
+    """bench/ reads the library through its public names: no `_private` import from rag and no `obj._attr`
+    outside a bench class's own `self` (store internals, Chroma collections and metadata keys stay in rag/)."""
+    private = {}
+    for path in (REPO / "bench").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rag"):
+                names = [a.name for a in node.names if a.name.startswith("_")]
+            elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                names = [] if isinstance(node.value, ast.Name) and node.value.id in ("self", "sys") else [node.attr]
+            elif isinstance(node, ast.Attribute) and node.attr in ("collection", "sentences"):  # Chroma collections
+                names = [node.attr] if node.attr == "collection" or "store" in ast.unparse(node.value) else []
+            else:
+                continue
+            if names:
+                private.setdefault(path.name, []).extend(names)
+    assert private == {}
