@@ -41,7 +41,7 @@ browser:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null)
 
 lint: setup
-	$(BIN)/ruff check rag eval tests bench ui server
+	$(BIN)/ruff check rag eval tests bench ui
 
 test: setup lint browser
 	$(BIN)/python -m pytest

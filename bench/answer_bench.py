@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from eval.harness import DEFAULT_GOLDEN, load_golden, run_items  # noqa: E402
-from eval.metrics import summarize  # noqa: E402
+from paper_rag_eval.harness import DEFAULT_GOLDEN, load_golden, run_items  # noqa: E402
+from paper_rag_eval.metrics import summarize  # noqa: E402
 from rag.answering import Assistant  # noqa: E402
 from rag.library import Library  # noqa: E402
 
@@ -50,12 +50,8 @@ def main() -> int:
     report = {"machine": {"cpus": os.cpu_count()}, "items": len(items), "runs": []}
     for config in args.config or DEFAULT_CONFIGS:
         overrides = parse_config(config)
-        settings = library.settings.model_copy(deep=True)
-        for key, value in overrides.items():
-            section, field = key.split(".")
-            setattr(getattr(settings, section), field, type(getattr(getattr(settings, section), field))(value))
-        run_library = Library(settings)
-        run_library._embedder, run_library._store = library.embedder, library._store  # share loaded parts
+        library.embedder  # noqa: B018 - load it once; derive() shares the loaded embedder and open index
+        run_library = library.derive(overrides)  # validated like any config layer
         assistant = Assistant.from_config(library=run_library)
         load_started = time.perf_counter()
         assistant.ask(items[0].question)  # warm-up: loads the LLM, caches the system prompt

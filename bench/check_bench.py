@@ -76,8 +76,7 @@ def synthetic(work: Path, papers: int) -> dict:
     else:
         matrix = library.embedder.embed(texts)
         np.save(vectors_file, matrix)
-    real = library.embedder
-    library._embedder = ComposedEmbedder(real, dict(zip(texts, matrix, strict=True)))
+    library = Library(library.settings, ComposedEmbedder(library.embedder, dict(zip(texts, matrix, strict=True))))
     started = time.perf_counter()
     report = library.ingest([corpus], progress=sys.stderr.isatty())
     built = {"ingest_s": round(time.perf_counter() - started, 1), "embedded": report.papers_embedded}

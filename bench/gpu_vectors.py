@@ -30,7 +30,7 @@ def _texts(args) -> None:
     from rag.chunking import ChunkPlan, chunk_paper, tiktoken_counter
     from rag.config import load_settings
     from rag.embedding import load_embedder
-    from rag.ingest import _sentences_of
+    from rag.ingest import sentences_of
     from rag.sources import load_corpus
 
     settings = load_settings(overrides={"index.path": "/tmp/unused"})
@@ -48,7 +48,7 @@ def _texts(args) -> None:
         chunks = chunk_paper(paper, plan, count, embedder.count_tokens)
         for chunk in chunks:
             texts[chunk.embed_text] = None
-        for _, _, sentence in _sentences_of(chunks):
+        for _, _, sentence in sentences_of(chunks):
             texts[sentence] = None
     out = Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,6 +124,8 @@ class PrecomputedEmbedder(StandInEmbedder):
 
 def _ingest(args) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from rag.config import load_settings
+    from rag.embedding import load_embedder
     from rag.library import Library
 
     with gzip.open(Path(args.work) / "texts.json.gz", "rt", encoding="utf-8") as handle:
@@ -133,9 +135,9 @@ def _ingest(args) -> None:
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
     if len(matrix) != len(texts):
         raise SystemExit(f"{len(texts)} texts but {len(matrix)} vectors: re-run the embed step")
-    library = Library.from_config(overrides={"index.path": args.index})
-    embedder = PrecomputedEmbedder(library.embedder, dict(zip(texts, matrix, strict=True)))
-    library._embedder = embedder
+    settings = load_settings(overrides={"index.path": args.index})
+    embedder = PrecomputedEmbedder(load_embedder(settings.embedding), dict(zip(texts, matrix, strict=True)))
+    library = Library(settings, embedder)
     started = time.perf_counter()
     report = library.ingest([Path(args.corpus)], progress=True)
     print(

@@ -11,6 +11,7 @@ Writes ingest.json and ingest.md to the output folder.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -58,10 +59,8 @@ def main() -> None:
     report = library.ingest(progress=False)
     warm = library.ingest(progress=False)
     store = library.store()
-    stored = store.collection.get(include=["documents", "metadatas"])
-    texts = [f"{m['title']}\n{doc}" for doc, m in zip(stored["documents"], stored["metadatas"], strict=True)]
-    sentence_collection = store._sentences  # ingest also embeds every abstract sentence (index.sentence_vectors)
-    sentences = sentence_collection.get(include=["documents"])["documents"] if sentence_collection else []
+    texts = [f"{meta.title}\n{passage}" for meta, passage in store.iter_chunk_texts()]
+    sentences = store.sentence_texts()  # ingest also embeds every abstract sentence (index.sentence_vectors)
     started = time.perf_counter()
     embedder.embed(texts)  # the encoder alone (torch, onnxruntime or OpenVINO, as configured)
     if sentences:
@@ -73,10 +72,7 @@ def main() -> None:
 
     # 3. Search latency, warm, 50 queries.
     retriever = library.retriever()
-    queries = [
-        m["title"].lower()
-        for m in store.collection.get(where={"chunk_index": 0}, include=["metadatas"])["metadatas"][:50]
-    ]
+    queries = [meta.title.lower() for meta in itertools.islice(store.iter_first_chunk_metadata(), 50)]
     retriever.search("warm-up")
     latencies = []
     for query in queries:

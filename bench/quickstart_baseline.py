@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from eval.harness import load_golden  # noqa: E402
-from eval.metrics import hit_at_k, title_key  # noqa: E402
+from paper_rag_eval.harness import load_golden  # noqa: E402
+from paper_rag_eval.metrics import hit_at_k, title_key  # noqa: E402
 
 
 def golden_questions() -> list[tuple[str, set[str]]]:

@@ -124,17 +124,17 @@ def scale_one(papers: int, work: Path, pool: Path) -> dict:
         write_corpus(load_pool(find_scifact()), papers, corpus)
     index = work / f"index-{papers}"
     shutil.rmtree(index, ignore_errors=True)
-    library = Library(load_settings(overrides={"index.path": str(index), "index.batch_papers": 256}, env={}))
-    real = library.embedder
-    composed = ComposedEmbedder(real, load_pool_table(pool, library))
-    library._embedder = composed
+    settings = load_settings(overrides={"index.path": str(index), "index.batch_papers": 256}, env={})
+    plain = Library(settings)
+    real = plain.embedder
+    composed = ComposedEmbedder(real, load_pool_table(pool, plain))
+    library = Library(settings, composed)
     rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report = library.ingest([corpus], progress=True)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     warm = library.ingest([corpus], progress=False)
     size_mb = folder_mb(index)
-    library._embedder = real  # questions are embedded by the real model
-    library._retriever = None
+    library = Library(settings, real)  # questions are embedded by the real model
     questions = [q for q, _ in golden_questions()][:50]
     return {
         "papers": report.papers_embedded,

@@ -62,7 +62,7 @@ def corpus_paths(files: int | None) -> list[Path]:
 def ingest_texts(library: Library, paths: list[Path]) -> list[str]:
     """Exactly the texts `rag ingest` embeds for the built-in corpus: chunk texts, then abstract sentences."""
     from rag.chunking import ChunkPlan, chunk_paper, tiktoken_counter
-    from rag.ingest import _sentences_of
+    from rag.ingest import sentences_of
     from rag.sources import load_corpus
 
     settings, embedder = library.settings, library.embedder
@@ -74,7 +74,7 @@ def ingest_texts(library: Library, paths: list[Path]) -> list[str]:
     )
     counter = tiktoken_counter()
     chunks = [c for p in load_corpus(paths).papers for c in chunk_paper(p, plan, counter, embedder.count_tokens)]
-    return [c.embed_text for c in chunks] + [text for _, _, text in _sentences_of(chunks)]
+    return [c.embed_text for c in chunks] + [text for _, _, text in sentences_of(chunks)]
 
 
 def golden_questions(n: int) -> list[str]:
@@ -178,7 +178,7 @@ def product_llm(work: Path, questions: list[str], index: Path) -> tuple[dict, li
         if answer.mode in ("generate", "fallback"):
             out["restored_first_ms"].append(answer.timings["first_token_ms"])
             out["restored_total_ms"].append(answer.timings["total_ms"])
-        out["restored_prefix_tokens"] = len(fresh.chat_model._prefix_cache.saved)
+        out["restored_prefix_tokens"] = fresh.chat_model.saved_prefix_tokens
         del fresh
     return out, messages
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from eval.beir import load_beir, score_run  # noqa: E402
+from paper_rag_eval.beir import load_beir, score_run  # noqa: E402
 from rag.lexical import KeywordIndex  # noqa: E402
 from rag.library import Library  # noqa: E402
 from rag.retrieval import group_by_paper, rrf_fuse  # noqa: E402

@@ -2,7 +2,7 @@
 
 The corpus is ingested like any JSONL source (BEIR's `_id`, `title`, `text` are understood), into an
 index of its own, then every test query is searched in each retrieval mode and scored with the pure
-metrics in eval.metrics. Published reference figures are printed beside ours.
+metrics in paper_rag_eval.metrics. Published reference figures are printed beside ours.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.metrics import hit_at_k, mean, mrr_at_k, ndcg_at_k, percentile, recall_at_k
+from paper_rag_eval.metrics import hit_at_k, mean, mrr_at_k, ndcg_at_k, percentile, recall_at_k
 
 MODES = {
     "bm25": {"mode": "bm25", "rerank": False},

@@ -1,7 +1,8 @@
 """`rag eval` on the command line: argument handling, progress, printing and exit codes.
 
-The work is in eval.runner (golden sets), eval.beir (BEIR folders) and eval.report. `register` adds
-the `eval` subcommand to `rag` (entry point `paper_rag.commands`); rag/cli.py does not import eval/.
+The work is in paper_rag_eval.runner (golden sets), .beir (BEIR folders) and .report. `register` adds
+the `eval` subcommand to `rag` (entry point `paper_rag.commands`); rag/cli.py does not import this
+package (installed as `paper_rag_eval`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import os
 import sys
 from pathlib import Path
 
-from eval import runner
-from eval.beir import beir_table, load_beir, run_beir
-from eval.collections import SPLIT_COLLECTION, ensure_index
-from eval.report import write_report
-from rag.cli import EXIT_OK, EXIT_PARTIAL, ingest_progress
-from rag.errors import RagError
+from paper_rag_eval import runner
+from paper_rag_eval.beir import beir_table, load_beir, run_beir
+from paper_rag_eval.collections import SPLIT_COLLECTION, ensure_index
+from paper_rag_eval.report import write_report
+from rag.cli import ingest_progress
+from rag.errors import EXIT_OK, EXIT_PARTIAL, RagError
 from rag.library import Library
 
 

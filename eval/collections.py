@@ -6,7 +6,7 @@ abstracts of BEIR SciFact (non-commercial licence: the repository keeps only the
 `collections/scifact-300.ids`; the texts are read from the shared benchmark folder and ingested with
 the ordinary `rag ingest` path into a cache folder the first time they are needed).
 
-    python -m eval.collections scifact-300     # builds (once) and prints the index folder
+    python -m paper_rag_eval.collections scifact-300     # builds (once) and prints the index folder
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ of the question's gold papers (an unanswerable question's papers are all negativ
 with a little L2 is fitted by Newton's method; the question is answerable when its best paper's
 probability clears `answer.judge_threshold`. Only dev splits are ever read here.
 
-    python -m eval.fit_judge                      # dev + scifact-dev, writes rag/answer/judge_weights.json
-    python -m eval.fit_judge --dry-run            # report only
+    python -m paper_rag_eval.fit_judge                      # dev + scifact-dev, writes rag/answer/judge_weights.json
+    python -m paper_rag_eval.fit_judge --dry-run            # report only
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.collections import SPLIT_COLLECTION, ensure_index
-from eval.harness import GOLDEN_DIR, load_golden
-from eval.metrics import title_key
+from paper_rag_eval.collections import SPLIT_COLLECTION, ensure_index
+from paper_rag_eval.harness import GOLDEN_DIR, load_golden
+from paper_rag_eval.metrics import title_key
 from rag.answer.judge import FEATURE_NAMES, WEIGHTS_FILE
 from rag.answering import Assistant
 

@@ -7,11 +7,11 @@ import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from eval.metrics import GoldenItem, ItemScore, score_item
+from paper_rag_eval.metrics import GoldenItem, ItemScore, score_item
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 # dev: every threshold and rule is tuned here; test: written separately, only ever reported.
-# scifact-*: asked over 300 biomedical abstracts (eval.collections), a second field.
+# scifact-*: asked over 300 biomedical abstracts (paper_rag_eval.collections), a second field.
 GOLDEN_SPLITS = {name: GOLDEN_DIR / f"{name}.jsonl" for name in ("dev", "test", "scifact-dev", "scifact-test")}
 DEFAULT_GOLDEN = GOLDEN_SPLITS["dev"]
 
@@ -23,7 +23,7 @@ def load_golden(path: Path = DEFAULT_GOLDEN) -> list[GoldenItem]:
     and their types, a known `kind`, a question (or, for a followup, turns) that is not empty, and
     an id used once. A broken file costs one line of message, never a traceback or a silent run.
     """
-    from eval.metrics import KINDS
+    from paper_rag_eval.metrics import KINDS
 
     path = Path(path)
     try:
@@ -125,7 +125,7 @@ def check_golden(path: Path, papers) -> list[str]:
     `papers` are the corpus's Paper records. A fact must appear (case-insensitive; 'a|b' means either) in the
     title or abstract of one of its gold papers; a question must not quote a gold title whole.
     """
-    from eval.metrics import KINDS, fact_present, title_key
+    from paper_rag_eval.metrics import KINDS, fact_present, title_key
 
     problems: list[str] = []
     by_title = {title_key(p.title): p for p in papers}

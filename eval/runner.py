@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from eval.harness import GOLDEN_SPLITS, answer_item, load_golden
-from eval.metrics import KINDS, GoldenItem, ItemScore, score_retrieval, summarize, summarize_retrieval
+from paper_rag_eval.harness import GOLDEN_SPLITS, answer_item, load_golden
+from paper_rag_eval.metrics import KINDS, GoldenItem, ItemScore, score_retrieval, summarize, summarize_retrieval
 from rag.answer.conversation import concat_standalone
 from rag.types import Turn
 

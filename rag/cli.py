@@ -1,8 +1,8 @@
 """Presentation stage, terminal: `rag ingest | search | check | stats | ask | chat | models`.
 
 A thin client of `rag.Library` and `rag.answering.Assistant`. Clients of the library add their own
-commands through the `paper_rag.commands` entry point (`rag eval` from eval/, `rag ui` from ui/, `rag
-serve` from server/); this module imports none of them.
+commands through the `paper_rag.commands` entry point (`rag eval` from `paper_rag_eval` (eval/), `rag ui`
+from `paper_rag_ui` (ui/), `rag serve` from `rag.server`); this module imports none of them.
 
 Exit codes: 0 done; 1 done, but some inputs were skipped (each reported on stderr); 2 nothing
 done (bad arguments, bad config, no index, wrong model, ...).
@@ -22,14 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rag import __version__
-from rag.errors import RagError
+from rag.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, RagError
 from rag.filters import parse_filters
 from rag.ingest import IngestProgress
 from rag.library import Library
 from rag.retrieval import check_question
 from rag.types import PaperHit, Problem
 
-EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 COMMANDS_GROUP = "paper_rag.commands"
 
 

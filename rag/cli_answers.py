@@ -1,6 +1,6 @@
 """Presentation stage, terminal: `rag ask` and `rag chat` (answers streamed, then references).
 
-The argument parsing and exit codes are rag.cli's; this module only talks to an `Assistant`.
+The argument parsing is rag.cli's and the exit codes rag.errors'; this module only talks to an `Assistant`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from rag.cli import EXIT_OK, EXIT_PARTIAL
-from rag.errors import RagError
+from rag.errors import EXIT_OK, EXIT_PARTIAL, RagError
 from rag.library import Library
 from rag.retrieval import check_question
 

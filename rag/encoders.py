@@ -34,7 +34,7 @@ class OnnxEmbedder:
     """A transformer + pooling sentence-transformers model, run from its ONNX export."""
 
     def __init__(self, settings: EmbeddingSettings, model_path: str, runtime: str = "onnx") -> None:
-        from rag.embedding import peek_model_folder, prepare_offline_env
+        from rag.model_folder import peek_model_folder, prepare_offline_env
 
         prepare_offline_env()
         self.model_name = settings.model

@@ -1,4 +1,9 @@
-"""Errors meant for a person: each message is one line that says what went wrong and what to do."""
+"""Errors meant for a person: each message is one line that says what went wrong and what to do; and the
+exit codes the `rag` commands (rag/cli.py, rag/cli_answers.py and the client packages' commands) end with."""
+
+# 0 done; 1 done, but some inputs were skipped (each reported on stderr); 2 nothing done (bad arguments,
+# bad config, no index, wrong model, ...).
+EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 
 
 class RagError(Exception):

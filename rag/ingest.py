@@ -24,7 +24,8 @@ from rag.embedding import Embedder
 from rag.errors import IndexStoreError
 from rag.lexical import PaperCatalog, remove_caches
 from rag.problems import ProblemTally
-from rag.sources import Record, add_sources, builtin_corpus_paths, duplicate_problem, fill_fields, iter_records
+from rag.records import Record
+from rag.sources import add_sources, builtin_corpus_paths, duplicate_problem, fill_fields, iter_records
 from rag.store import ChromaStore, IndexedPaper
 from rag.types import Chunk, Paper, Problem
 
@@ -336,7 +337,7 @@ def _embed_planned(
     try:
         for batch in _batches(_planned_papers(records, plan, to_embed), batch_papers):
             chunks = [c for paper in batch for c in chunk_paper(paper, chunk_plan, count_budget, embedder.count_tokens)]
-            sentences = _sentences_of(chunks) if sentence_vectors else []
+            sentences = sentences_of(chunks) if sentence_vectors else []
             t0 = time.perf_counter()
             vectors = embedder.embed([c.embed_text for c in chunks])
             sentence_matrix = embedder.embed([text for _, _, text in sentences]) if sentences else None
@@ -355,8 +356,9 @@ def _embed_planned(
         bar.close()
 
 
-def _sentences_of(chunks: list[Chunk]) -> list[tuple[str, int, str]]:
-    """(paper_id, position, sentence) for every abstract sentence, the unit answering picks evidence from."""
+def sentences_of(chunks: list[Chunk]) -> list[tuple[str, int, str]]:
+    """(paper_id, position, sentence) for every abstract sentence, the unit answering picks evidence from: what
+    ingest embeds beside the chunks (`index.sentence_vectors`)."""
     by_paper: dict[str, list[str]] = {}
     for chunk in chunks:
         by_paper.setdefault(chunk.paper_id, []).append(chunk.text)

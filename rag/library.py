@@ -136,9 +136,9 @@ class Library:
 
         Title and abstract come from each document's metadata (`title`, `abstract`), else from its
         text (first line, rest); other metadata is kept for `--where` filters. See
-        rag/integrations/llama_index.py.
+        rag/integrations/documents.py.
         """
-        from rag.integrations.llama_index import document_records
+        from rag.integrations.documents import document_records
         from rag.readers import Identities
 
         documents = list(documents)

@@ -16,62 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
 
 from rag.config import LLMSettings
 from rag.errors import LLMError, RagError
-
-Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}
+from rag.llm_base import ChatModel, Message, continue_by_chat
 
 __all__ = ["ChatModel", "LLMError", "LlamaCppModel", "OpenAICompatibleModel", "load_chat_model", "parse_sse_line"]
-
-
-class ChatModel(Protocol):
-    name: str
-
-    def stream(self, messages: Sequence[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
-        """Yield the reply's text as it is generated."""
-        ...
-
-    def complete(
-        self, messages: Sequence[Message], prefix: str, *, max_tokens: int, temperature: float, stop: Sequence[str]
-    ) -> Iterator[str]:
-        """Yield the continuation of a reply that starts with `prefix` (the system writes the start of an answer)."""
-        ...
-
-
-def continue_by_chat(
-    model: ChatModel,
-    messages: Sequence[Message],
-    prefix: str,
-    *,
-    max_tokens: int,
-    temperature: float,
-    stop: Sequence[str] = (),
-) -> Iterator[str]:
-    """Continuation for a backend that cannot start its reply with given text: ask for the continuation, drop
-    what the reply repeats of the answer so far, and cut it at the first `stop` string. Streams: only the
-    first few characters wait, until they show whether the reply repeats the answer's last line."""
-    from rag.prompts import CONTINUE_INSTRUCTION
-
-    asked = [*messages, {"role": "user", "content": f"{CONTINUE_INSTRUCTION}{prefix}"}]
-    last_line = prefix.strip().splitlines()[-1].strip() if prefix.strip() else ""
-    pending: str | None = ""  # None once the start is settled
-    for piece in model.stream(asked, max_tokens=max_tokens, temperature=temperature):
-        if pending is not None:
-            start = (pending + piece).lstrip()
-            if not start or (last_line and len(start) < len(last_line) and last_line.startswith(start)):
-                pending = start
-                continue  # could still be an echo of the answer so far
-            pending = None
-            piece = start[len(last_line) :] if last_line and start.startswith(last_line) else start
-        cuts = [piece.find(s) for s in stop if s and s in piece]
-        if cuts:
-            if piece[: min(cuts)]:
-                yield piece[: min(cuts)]
-            return
-        if piece:
-            yield piece
 
 
 def load_chat_model(settings: LLMSettings, progress: Callable[[str], None] | None = None) -> ChatModel | None:
@@ -104,6 +54,11 @@ class LlamaCppModel:
         self._llama = None
         self._prefix_cache = None
         self.name = f"llamacpp:{Path(settings.model).stem if settings.model.endswith('.gguf') else settings.model}"
+
+    @property
+    def saved_prefix_tokens(self) -> int:
+        """How many prompt tokens' evaluated state the on-disk prefix cache holds (0 without one)."""
+        return len(self._prefix_cache.saved) if self._prefix_cache is not None else 0
 
     def load(self):  # -> llama_cpp.Llama
         if self._llama is not None:

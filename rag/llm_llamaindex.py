@@ -105,7 +105,7 @@ class LlamaIndexModel:
         temperature: float,
         stop: Sequence[str],
     ) -> Iterator[str]:
-        from rag.llm import continue_by_chat
+        from rag.llm_base import continue_by_chat
 
         yield from continue_by_chat(self, messages, prefix, max_tokens=max_tokens, temperature=temperature, stop=stop)
 

@@ -243,6 +243,24 @@ class ChromaStore(ChromaIntegrity):
                 return
             offset += _PAGE
 
+    def iter_chunk_texts(self) -> Iterator[tuple[ChunkMeta, str]]:
+        """Every stored chunk: its typed metadata and its passage text (without the title line the embedder
+        read before it, see `rag.chunking.embed_text_for`), paged."""
+        offset = 0
+        while True:
+            page = self.collection.get(include=["documents", "metadatas"], limit=_PAGE, offset=offset)
+            documents, metadatas = page["documents"] or [], page["metadatas"] or []
+            yield from zip(map(ChunkMeta.from_chroma, metadatas), documents, strict=True)
+            if len(metadatas) < _PAGE:
+                return
+            offset += _PAGE
+
+    def sentence_texts(self) -> list[str]:
+        """Every stored abstract sentence (none in an index built before sentence vectors)."""
+        if (sentences := self.sentences) is None:
+            return []
+        return list(sentences.get(include=["documents"])["documents"] or [])
+
     def chunks_of(self, paper_ids: Sequence[str]) -> list[tuple[ChunkMatch, np.ndarray]]:
         """Every chunk of these papers with its stored vector (similarity left 0 for the caller to fill)."""
         if not paper_ids:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.beir import beir_table, load_beir, run_beir, score_run, write_slice
-from eval.metrics import hit_at_k, mrr_at_k, ndcg_at_k, recall_at_k
+from paper_rag_eval.beir import beir_table, load_beir, run_beir, score_run, write_slice
+from paper_rag_eval.metrics import hit_at_k, mrr_at_k, ndcg_at_k, recall_at_k
 from tests.conftest import REPO, make_library
 
 # The benchmark stays outside the project (non-commercial licence): ../shared beside the checkout, or

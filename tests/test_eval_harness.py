@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from eval.runner import check_thresholds, compare, run_golden
+from paper_rag_eval.runner import check_thresholds, compare, run_golden
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -40,8 +40,8 @@ def test_retrieval_report_has_the_documented_shape(golden_report):
 
 
 def test_report_items_recompute_the_summary(golden_report):
-    from eval.harness import load_golden
-    from eval.metrics import GoldenItem, score_retrieval, summarize_retrieval
+    from paper_rag_eval.harness import load_golden
+    from paper_rag_eval.metrics import GoldenItem, score_retrieval, summarize_retrieval
 
     _, report, _ = golden_report
     by_id: dict[str, GoldenItem] = {item.id: item for item in load_golden()}
@@ -178,6 +178,6 @@ def test_answer_mode_gate_on_a_small_subset_with_the_embedded_model(seed_library
 
 
 def _golden():
-    from eval.harness import DEFAULT_GOLDEN
+    from paper_rag_eval.harness import DEFAULT_GOLDEN
 
     return DEFAULT_GOLDEN

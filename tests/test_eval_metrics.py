@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from eval.harness import load_golden
-from eval.metrics import GoldenItem, fact_present, score_item, summarize
+from paper_rag_eval.harness import load_golden
+from paper_rag_eval.metrics import GoldenItem, fact_present, score_item, summarize
 
 ITEM = GoldenItem(
     id="q1",
@@ -62,8 +62,8 @@ def test_summary_rates():
 
 
 def test_shipped_golden_splits_check_out_against_their_collections(seed_corpus, tmp_path):
-    from eval.collections import COLLECTIONS, SPLIT_COLLECTION, write_subset
-    from eval.harness import GOLDEN_SPLITS, check_golden
+    from paper_rag_eval.collections import COLLECTIONS, SPLIT_COLLECTION, write_subset
+    from paper_rag_eval.harness import GOLDEN_SPLITS, check_golden
     from rag.sources import load_corpus
 
     for dev_name, test_name in (("dev", "test"), ("scifact-dev", "scifact-test")):
@@ -84,7 +84,7 @@ def test_shipped_golden_splits_check_out_against_their_collections(seed_corpus, 
 def test_golden_check_names_each_problem(tmp_path, seed_corpus):
     import json
 
-    from eval.harness import check_golden
+    from paper_rag_eval.harness import check_golden
 
     real = seed_corpus.papers[0]
     lines = [
@@ -117,7 +117,7 @@ def test_golden_check_names_each_problem(tmp_path, seed_corpus):
 
 
 def test_nearest_rank_percentile():
-    from eval.metrics import _percentile
+    from paper_rag_eval.metrics import _percentile
 
     assert _percentile(list(range(1, 21)), 95) == 19
     assert _percentile([5.0], 95) == 5.0
@@ -149,7 +149,7 @@ def test_empty_answer_and_refusal_on_answerable():
 
 
 def test_retrieval_scores_by_title_and_skip_unanswerable():
-    from eval.metrics import score_retrieval, summarize_retrieval
+    from paper_rag_eval.metrics import score_retrieval, summarize_retrieval
 
     scores = score_retrieval(MULTI, ["Paper B", "paper c", "Paper A - things"])
     assert scores == {"hit@1": 0.0, "hit@5": 1.0, "recall@10": 1.0, "mrr": 0.5}

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from eval.harness import DEFAULT_GOLDEN, load_golden
+from paper_rag_eval.harness import DEFAULT_GOLDEN, load_golden
 from tests.conftest import run_cli
 
 OK = {"id": "a1", "kind": "single", "question": "What is DyVTE?", "gold_titles": ["DyVTE"], "must_include": []}

@@ -227,3 +227,13 @@ def test_the_readme_python_example_holds_on_the_built_in_corpus(seed_library):
     assert paper is not None and any(Path(s).name.startswith("000_") for s in paper.sources)
     # why the example no longer filters by date: the built-in papers carry none
     assert seed_library.search("visual tokens", where=["date>=2024-01"], mode="bm25") == []
+
+
+def test_the_store_shows_what_its_vectors_were_made_from(seed_library):
+    """The public reads bench/ingest_bench.py uses instead of Chroma's collections and metadata keys."""
+    store = seed_library.store()
+    chunks = list(store.iter_chunk_texts())
+    assert len(chunks) == store.chunk_count() and all(meta.title and text for meta, text in chunks)
+    assert {meta.paper_id for meta, _ in chunks} == {meta.paper_id for meta in store.iter_first_chunk_metadata()}
+    sentences = store.sentence_texts()
+    assert len(sentences) > len({meta.paper_id for meta, _ in chunks}) and all(sentences)

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from paper_rag_ui.app import stats_markdown
 from rag.answering import Assistant
 from rag.config import load_settings
 from rag.errors import IndexStoreError
@@ -16,7 +17,6 @@ from rag.library import Library
 from rag.types import Answer
 from tests.conftest import DYVTE_TITLE, run_cli, write_jsonl
 from tests.servers import free_port, start_chroma, stop
-from ui.app import stats_markdown
 
 pytestmark = pytest.mark.slow
 

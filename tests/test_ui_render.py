@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from paper_rag_ui.app import parse_filter_text
+from paper_rag_ui.render import answer_html, highlight, link_markers, source_cards_html
 from rag.service import safe_upload_name
 from rag.types import Answer, Citation, PaperHit, Source
-from ui.app import parse_filter_text
-from ui.render import answer_html, highlight, link_markers, source_cards_html
 
 EVIL = "<img src=x onerror=alert(1)>"
 

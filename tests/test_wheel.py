@@ -4,8 +4,9 @@
 How the fresh venv gets its dependencies without downloading torch and llama.cpp again: it is a new
 venv of the base interpreter, and a .pth file adds the test environment's site-packages *after* its own
 as a read-only layer of third-party packages. A plain .pth path line does not run that folder's own .pth
-files, so the editable paper-rag installed there stays invisible (nothing named rag, ui, eval or server
-lies in it as files); the only paper-rag the fresh venv can import is the wheel's. The test checks that:
+files, so the editable paper-rag installed there stays invisible (nothing named rag, paper_rag_ui or paper_rag_eval
+lies in it as files); the only paper-rag the fresh venv can import is the wheel's. The wheel installs
+`rag`, `paper_rag_ui` and `paper_rag_eval` only: no generic top-level `eval`, `server` or `ui`. The test checks that:
 `rag.__file__`, the profiles and the built-in corpus all resolve inside the fresh venv.
 """
 
@@ -56,12 +57,16 @@ def test_the_wheel_alone_ingests_answers_and_serves_from_an_empty_folder(tmp_pat
         info = next(n for n in names if n.endswith(".dist-info/METADATA"))
         metadata = archive.read(info).decode()
         entry_points = archive.read(info.replace("METADATA", "entry_points.txt")).decode()
-    assert {"rag/configs/default.yaml", "rag/configs/extractive.yaml", "server/app.py", "ui/app.py"} <= names
+    assert {"rag/configs/default.yaml", "rag/configs/extractive.yaml", "rag/server/app.py"} <= names
     assert len([n for n in names if n.startswith("rag/data/seeds/")]) == 5
-    assert {"eval/golden/dev.jsonl", "eval/golden/test.jsonl"} <= names
+    assert {"paper_rag_ui/app.py", "paper_rag_eval/golden/dev.jsonl", "paper_rag_eval/golden/test.jsonl"} <= names
+    # project-specific import names only: no generic top-level eval/, server/ or ui/ in site-packages
+    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {
+        "rag", "paper_rag_ui", "paper_rag_eval"}  # fmt: skip
     for requirement in ("fastapi", "uvicorn", "httpx", "swagger-ui-bundle", "gradio", "chromadb"):
         assert f"Requires-Dist: {requirement}" in metadata, requirement
-    assert "[paper_rag.commands]" in entry_points and "serve = server.cli:register" in entry_points
+    assert "[paper_rag.commands]" in entry_points and "serve = rag.server.cli:register" in entry_points
+    assert "ui = paper_rag_ui.cli:register" in entry_points and "eval = paper_rag_eval.cli:register" in entry_points
 
     clock = time.monotonic()
     venv = tmp_path / "fresh-venv"
@@ -79,15 +84,21 @@ def test_the_wheel_alone_ingests_answers_and_serves_from_an_empty_folder(tmp_pat
     version = _run(rag, "--version", cwd=empty, env=env).stdout
     assert version.strip().endswith("0.1.0")
     probe = _run(python, "-c", """
-import json, rag
+import importlib.util, json, rag
+import paper_rag_eval.harness, paper_rag_ui.render, rag.server.app
 from rag import Assistant, Library, Service
 from rag.config import default_config_dir
 from rag.sources import builtin_corpus_paths, load_corpus
 print(json.dumps({"rag": rag.__file__, "configs": str(default_config_dir()),
                   "corpus": [str(p) for p in builtin_corpus_paths()],
-                  "papers": len(load_corpus(builtin_corpus_paths()).papers)}))
+                  "papers": len(load_corpus(builtin_corpus_paths()).papers),
+                  "clients": [m.__file__ for m in (paper_rag_eval.harness, paper_rag_ui.render, rag.server.app)],
+                  "golden": paper_rag_eval.harness.DEFAULT_GOLDEN.is_file(),
+                  "generic": [n for n in ("eval", "server", "ui") if importlib.util.find_spec(n)]}))
 """, cwd=empty, env=env)  # fmt: skip
     found = json.loads(probe.stdout)
+    assert found["generic"] == [], found  # a fresh install exposes no top-level eval, server or ui
+    assert all(path.startswith(str(venv)) for path in found["clients"]) and found["golden"], found
     assert found["rag"].startswith(str(venv)) and found["configs"].startswith(str(venv)), found
     assert len(found["corpus"]) == 5 and all(p.startswith(str(venv)) for p in found["corpus"])
     assert found["papers"] == 275  # the built-in corpus is in the wheel and reads

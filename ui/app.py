@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from paper_rag_ui.render import CSS, answer_html, escape, source_cards_html
 from rag.config import Settings
 from rag.errors import RagError
 from rag.service import UPLOAD_TYPES, Service, Sessions, safe_upload_name
-from ui.render import CSS, answer_html, escape, source_cards_html
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # an offline tool does not phone home
 

@@ -17,7 +17,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 def _cmd_ui(library: Library, args: argparse.Namespace) -> int:
     try:
-        from ui.app import launch
+        from paper_rag_ui.app import launch
     except ImportError as exc:
         raise RagError(f"the browser app needs gradio ({exc}); run `pip install -e .` in this environment") from None
     library.stats()  # a missing or foreign index is reported here, before the page opens

@@ -9,8 +9,7 @@ and the chosen ones get their evidence packed, each keeping the sentence its sta
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -23,14 +22,27 @@ from rag.answer.evidence import (
     statement_sentences,
 )
 from rag.answer.names import PaperName, mentions_name, paper_name
-from rag.answer.question import Shape
+from rag.answer.question import Shape, Term
 from rag.chunking import abstract_sentences
 from rag.config import AnswerSettings
 from rag.lexical import KeywordIndex
 from rag.types import PaperHit, Source
 
-if TYPE_CHECKING:
-    from rag.answer.judge import Features
+
+@dataclass(frozen=True)
+class Features:
+    """What the judge reads of one candidate for one question (all 0..1 except `similarity`)."""
+
+    coverage: float  # share of the question's weight (known terms) the candidate states
+    rarest_missing: float  # weight of the rarest known term it lacks (0: lacks none)
+    unseen: float  # share of the question's terms the collection never uses and the candidate lacks
+    similarity: float  # the retriever's best chunk similarity
+    sentence: float  # its best sentence's score for the question
+    answer_score: float  # fusion rank + word coverage + best sentence (rag.answer.evidence.paper_answer_score)
+    missing: tuple[Term, ...] = field(default=(), compare=False)
+
+    def vector(self) -> list[float]:
+        return [self.coverage, self.rarest_missing, self.unseen, self.similarity, self.sentence, self.answer_score]
 
 
 @dataclass
@@ -42,7 +54,7 @@ class Candidate:
     score: float  # paper_answer_score
     name: PaperName | None
     text: str  # title + abstract
-    features: Features | None = None  # what the judge read (rag.answer.judge)
+    features: Features | None = None  # what the judge read (computed by rag.answer.judge)
     probability: float = 0.0  # the judge's probability that this paper answers the question
 
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-from rag.answer.candidates import Candidate
+from rag.answer.candidates import Candidate, Features
 from rag.answer.question import QuestionTerms, Reading, Term
 from rag.config import AnswerSettings
 from rag.errors import RagError
@@ -74,22 +74,6 @@ def matches(term: Term, stems: frozenset[str]) -> bool:
         if other[:1] == stem[:1] and abs(len(other) - len(stem)) <= limit and _edits_within(stem, other, limit):
             return True
     return False
-
-
-@dataclass(frozen=True)
-class Features:
-    """What the judge reads of one candidate for one question (all 0..1 except `similarity`)."""
-
-    coverage: float  # share of the question's weight (known terms) the candidate states
-    rarest_missing: float  # weight of the rarest known term it lacks (0: lacks none)
-    unseen: float  # share of the question's terms the collection never uses and the candidate lacks
-    similarity: float  # the retriever's best chunk similarity
-    sentence: float  # its best sentence's score for the question
-    answer_score: float  # fusion rank + word coverage + best sentence (rag.answer.evidence.paper_answer_score)
-    missing: tuple[Term, ...] = field(default=(), compare=False)
-
-    def vector(self) -> list[float]:
-        return [self.coverage, self.rarest_missing, self.unseen, self.similarity, self.sentence, self.answer_score]
 
 
 FEATURE_NAMES = ("coverage", "rarest_missing", "unseen", "similarity", "sentence", "answer_score")

@@ -1,6 +1,6 @@
 """Readers for the user's own library: reference-manager exports (BibTeX, RIS) and PDF papers.
 
-`rag.sources` dispatches to `READERS` by file extension; every reader yields `rag.sources.Record`s
+`rag.sources` dispatches to `READERS` by file extension; every reader yields `rag.records.Record`s
 and reports problems instead of raising, like the readers in `rag.sources`.
 """
 

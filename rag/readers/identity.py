@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from rag.textclean import title_key
 
 if TYPE_CHECKING:
-    from rag.sources import Record
+    from rag.records import Record
 
 _ARXIV_ID = re.compile(r"^(\d{4}\.\d{4,5}|[a-z\-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rag.config import SourcesSettings
 from rag.readers.references import find_arxiv_id, iso_date, link_for, merge_keys, normalise_doi
-from rag.sources import Record, make_paper
+from rag.records import Record, make_paper
 from rag.types import Problem
 
 _ABSTRACT_HEADING = re.compile(r"^\s*(abstract|summary)\b\s*[.:—–-]?\s*", re.IGNORECASE)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.readers.latex import decode_latex, strip_braces
-from rag.sources import Record, make_paper
+from rag.records import Record, make_paper
 from rag.textclean import clean_text
 from rag.types import Problem
 

@@ -39,12 +39,18 @@ from starlette.concurrency import run_in_threadpool
 from rag.config import Settings, load_settings
 from rag.errors import RagError
 from rag.filters import parse_filters
+from rag.server.errors import ApiError, error_body, log, status_of
+from rag.server.responses import SSE, ChatCompletion, EmbeddingList, Model, ModelList, ok
+from rag.server.schemas import (
+    ERROR_RESPONSES,
+    MAX_EMBEDDING_INPUTS,
+    ChatCompletionRequest,
+    ChatMessage,
+    EmbeddingRequest,
+)
+from rag.server.streaming import SSE_HEADERS, drive, sse
 from rag.service import Service
 from rag.types import Answer, Turn
-from server.errors import ApiError, error_body, log, status_of
-from server.responses import SSE, ChatCompletion, EmbeddingList, Model, ModelList, ok
-from server.schemas import ERROR_RESPONSES, MAX_EMBEDDING_INPUTS, ChatCompletionRequest, ChatMessage, EmbeddingRequest
-from server.streaming import SSE_HEADERS, drive, sse
 
 MODEL_PREFIX = "paper-rag"
 _REFERENCES = re.compile(r"\n\nReferences:\n.*\Z", re.S)

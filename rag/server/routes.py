@@ -16,12 +16,12 @@ from starlette.concurrency import run_in_threadpool
 
 from rag.errors import RagError
 from rag.filters import parse_filters
+from rag.server.errors import ApiError, error_body, log, status_of, validation_message
+from rag.server.responses import SSE, AnswerRecord, IngestJobRecord, PaperRecord, SearchRecord, StatsRecord, ok
+from rag.server.schemas import ERROR_RESPONSES, AskRequest, IngestRecords
+from rag.server.streaming import SSE_HEADERS, drive, sse
 from rag.service import Service
 from rag.types import Answer
-from server.errors import ApiError, error_body, log, status_of, validation_message
-from server.responses import SSE, AnswerRecord, IngestJobRecord, PaperRecord, SearchRecord, StatsRecord, ok
-from server.schemas import ERROR_RESPONSES, AskRequest, IngestRecords
-from server.streaming import SSE_HEADERS, drive, sse
 
 ANSWER_EXAMPLE = {
     "question": "Is there work that drops all visual tokens partway through an MLLM?",

@@ -20,7 +20,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 
 def _cmd_serve(library: Library, args: argparse.Namespace) -> int:
-    from server.app import serve
+    from rag.server.app import serve
 
     library.stats()  # a missing or foreign index is reported here, before the server starts
     serve(library, host=args.host, port=args.port, chat_page=False if args.no_ui else None)

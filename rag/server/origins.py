@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.errors import error_body
+from rag.server.errors import error_body
 
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 

@@ -24,11 +24,11 @@ from rag import __version__
 from rag.config import Settings
 from rag.errors import RagError
 from rag.library import Library
+from rag.server import docs, errors, openai_api, routes
+from rag.server.errors import ApiError
+from rag.server.origins import CrossSiteGuard
+from rag.server.responses import Health, Readiness, ok
 from rag.service import Service
-from server import docs, errors, openai_api, routes
-from server.errors import ApiError
-from server.origins import CrossSiteGuard
-from server.responses import Health, Readiness, ok
 
 
 def api_key(settings: Settings) -> str | None:
@@ -149,7 +149,7 @@ def create_app(service: Service, *, chat_page: bool | None = None, key: str | No
 
     docs.install(app)
     if settings.chat_page if chat_page is None else chat_page:
-        from ui.app import mount
+        from paper_rag_ui.app import mount
 
         mount(app, service, path="/", api_key=key)
     return app
