@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -198,3 +199,16 @@ def start_rag_serve(
         time.sleep(0.5)
     process.kill()
     raise RuntimeError(f"rag serve was not ready within {ready_s:.0f} s: {log.read_text()[-2000:]}")
+
+
+def http_call(request: urllib.request.Request, timeout: float = 300) -> tuple[int, object, object]:
+    """(status, headers, parsed JSON or text) for one request, whatever its status."""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, got, text = response.status, response.headers, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, got, text = exc.code, exc.headers, exc.read().decode()
+    try:
+        return status, got, json.loads(text)
+    except ValueError:
+        return status, got, text

@@ -18,7 +18,7 @@ import pytest
 
 from rag.types import Answer
 from tests.conftest import DYVTE_TITLE, REPO
-from tests.servers import listening_addresses, start_rag_serve, stop
+from tests.servers import http_call, listening_addresses, start_rag_serve, stop
 
 pytestmark = pytest.mark.slow
 
@@ -52,15 +52,7 @@ def call(server, method: str, path: str, body=None, *, key: str | None = KEY, he
         request.add_header("Content-Type", "application/json")
     if key:
         request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=300) as response:
-            status, got, text = response.status, response.headers, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        status, got, text = exc.code, exc.headers, exc.read().decode()
-    try:
-        return status, got, json.loads(text)
-    except ValueError:
-        return status, got, text
+    return http_call(request)
 
 
 def events(text: str) -> list[tuple[str, dict]]:

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import REPO, make_library, run_cli, write_jsonl
-from tests.servers import free_port, start_rag_serve, stop
+from tests.servers import free_port, http_call, start_rag_serve, stop
 
 pytestmark = pytest.mark.slow
 
@@ -39,15 +39,7 @@ def call(server, method: str, path: str, body=None, *, headers=None, raw: bytes 
     request = urllib.request.Request(f"{server['url']}{path}", data=data, method=method, headers=headers or {})
     if data is not None and raw is None:
         request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=300) as response:
-            status, got, text = response.status, response.headers, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        status, got, text = exc.code, exc.headers, exc.read().decode()
-    try:
-        return status, got, json.loads(text)
-    except ValueError:
-        return status, got, text
+    return http_call(request)
 
 
 def upload(server, name: str, content: str, headers: dict | None = None):
