@@ -91,18 +91,17 @@ def _sigmoid(z):
 
 
 def fit_all(rows: list[Row], model_rows: dict[tuple[str, str], float], l2: float) -> dict:
-    """The three logistic models of rag.answer.judge.JudgeWeights, from dev rows."""
+    """The logistic models of rag.answer.judge.JudgeWeights, from dev rows."""
     by_item: dict[tuple[str, str], list[Row]] = {}
     for row in rows:
         by_item.setdefault((row.split, row.item), []).append(row)
-    ranked = [r for rs in by_item.values() if any(x.gold for x in rs) for r in rs]
-    rank_c, rank_b = fit(np.array([r.features for r in ranked]), np.array([float(r.gold) for r in ranked]), l2)
-    tops = {key: max(rs, key=lambda r: float(np.dot(rank_c, r.features) + rank_b)) for key, rs in by_item.items()}
+    answer_score = FEATURE_NAMES.index("answer_score")  # the judge reads the candidates in answer-score order
+    tops = {key: max(rs, key=lambda r: r.features[answer_score]) for key, rs in by_item.items()}
     keys = list(tops)
     x = np.array([tops[k].features for k in keys])
     y = np.array([float(tops[k].kind != "unanswerable") for k in keys])
     ans_c, ans_b = fit(x, y, l2)
-    out = {"rank": (rank_c, rank_b), "answers": (ans_c, ans_b), "tops": tops}
+    out = {"answers": (ans_c, ans_b), "tops": tops}
     asked = [k for k in keys if k in model_rows]
     if asked:
         p = _sigmoid(np.array([tops[k].features for k in asked]) @ ans_c + ans_b)
@@ -116,7 +115,7 @@ def fit_all(rows: list[Row], model_rows: dict[tuple[str, str], float], l2: float
 def question_report(fitted: dict, model_rows: dict[tuple[str, str], float], threshold: float,
                     band: tuple[float, float]) -> dict:  # fmt: skip
     """Per split: separation of answerable from unanswerable questions, refusals at the threshold (with the
-    model asked inside the band where its reading is known), and top-1 by the rank model vs retrieval order."""
+    model asked inside the band where its reading is known), and how often the first paper is a gold one."""
     ans_c, ans_b = fitted["answers"]
     out = {}
     tops = fitted["tops"]
@@ -140,7 +139,7 @@ def question_report(fitted: dict, model_rows: dict[tuple[str, str], float], thre
             "unanswerable_refused": f"{sum(p < threshold for p in unanswerable)} of {len(unanswerable)}",
             "false_refusals": f"{sum(p < threshold for p in answerable)} of {len(answerable)}",
             "model_asked": asked,
-            "top1_rank_model_gold": f"{sum(tops[k].gold for k in with_gold)} of {len(with_gold)}",
+            "top1_gold": f"{sum(tops[k].gold for k in with_gold)} of {len(with_gold)}",
         }
     return out
 
@@ -186,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         coefficients, intercept = pair
         return {"coefficients": [round(float(c), 4) for c in coefficients], "intercept": round(float(intercept), 4)}
 
-    weights = {name: as_json(fitted[name]) for name in ("rank", "answers", "model") if name in fitted}
+    weights = {name: as_json(fitted[name]) for name in ("answers", "model") if name in fitted}
     print(json.dumps({"features": list(FEATURE_NAMES), **weights, "by_split": report}, indent=1))
     if not args.dry_run:
         WEIGHTS_FILE.write_text(

@@ -82,7 +82,7 @@ def test_decide_refuses_below_the_threshold_and_asks_the_model_only_inside_the_b
     settings = load_settings().answer
     reading = read_question("Is there an MLLM that reads sheet music?", "Is there an MLLM that reads sheet music?",
                             KEYWORDS, follow_up=False, refers_back=False)  # fmt: skip
-    weights = JudgeWeights(Logistic((0, 0, 0, 0, 0, 1.0), 0.0), Logistic((4.0, 0.0, -2.0, 2.0, 2.0, 0.0), -3.0))
+    weights = JudgeWeights(Logistic((4.0, 0.0, -2.0, 2.0, 2.0, 0.0), -3.0))
     judged = judge_candidates(
         reading.terms,
         [
@@ -105,11 +105,11 @@ def test_decide_refuses_below_the_threshold_and_asks_the_model_only_inside_the_b
 
 def test_the_shipped_weights_match_the_features():
     weights = load_weights()
-    assert len(weights.rank.coefficients) == len(weights.answers.coefficients) == 6
+    assert len(weights.answers.coefficients) == 6 and len(weights.model.coefficients) == 2
 
 
 @pytest.mark.parametrize("value", [-50.0, 0.0, 50.0])
 def test_probability_is_bounded(value):
-    weights = JudgeWeights(Logistic((value,) * 6, value), Logistic((value,) * 6, value))
+    weights = JudgeWeights(Logistic((value,) * 6, value))
     features = candidate_features(question_terms("sheet music", KEYWORDS), "music", 0.5, 0.5)
     assert 0.0 <= weights.probability(features) <= 1.0
