@@ -95,12 +95,15 @@ def fit_all(rows: list[Row], model_rows: dict[tuple[str, str], float], l2: float
     by_item: dict[tuple[str, str], list[Row]] = {}
     for row in rows:
         by_item.setdefault((row.split, row.item), []).append(row)
-    answer_score = FEATURE_NAMES.index("answer_score")  # the judge reads the candidates in answer-score order
-    tops = {key: max(rs, key=lambda r: r.features[answer_score]) for key, rs in by_item.items()}
-    keys = list(tops)
-    x = np.array([tops[k].features for k in keys])
-    y = np.array([float(tops[k].kind != "unanswerable") for k in keys])
+    # Fitted on each question's first candidate in answer-score order (answerable or not); the judge then puts the
+    # candidate this model finds likeliest first, and answers from it when its probability clears the threshold.
+    answer_score = FEATURE_NAMES.index("answer_score")
+    first = {key: max(rs, key=lambda r: r.features[answer_score]) for key, rs in by_item.items()}
+    keys = list(first)
+    x = np.array([first[k].features for k in keys])
+    y = np.array([float(first[k].kind != "unanswerable") for k in keys])
     ans_c, ans_b = fit(x, y, l2)
+    tops = {key: max(rs, key=lambda r: float(np.dot(ans_c, r.features))) for key, rs in by_item.items()}
     out = {"answers": (ans_c, ans_b), "tops": tops}
     asked = [k for k in keys if k in model_rows]
     if asked:

@@ -123,11 +123,6 @@ def test_diffusion_weather_names_the_missing_part_and_the_nearest_paper(judged):
     assert "diffusion" in answer.answer.lower() and "Met^2Net" in answer.answer
 
 
-def test_text_prompted_medical_segmentation_cites_mulmodseg(judged):
-    answer = judged.ask("Is there work on segmenting medical images from text prompts?")
-    assert not answer.refused and answer.citations[0].title.startswith("MulModSeg"), answer.answer
-
-
 def test_dyvte_is_named_first(judged):
     answer = judged.ask(DYVTE_QUESTION)
     assert answer.answer.startswith("Yes — **DyVTE**"), answer.answer
