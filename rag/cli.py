@@ -55,7 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides["answer.mode"] = "extractive"
             overrides["answer.judge_model"] = None  # --extractive: no model at all
         if getattr(args, "model", None):
+            if getattr(args, "extractive", False):
+                raise RagError("--model and --extractive exclude each other: --extractive uses no model")
             overrides["llm.model"] = args.model
+            overrides["answer.mode"] = "generate"  # naming a model asks it to write the answer
         library = Library.from_config(args.profile, overrides=overrides or None)
         code = args.handler(library, args)
         sys.stdout.flush()  # a closed pipe shows up here, while it can still be handled
@@ -119,7 +122,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     answering = argparse.ArgumentParser(add_help=False)
     answering.add_argument("--extractive", action="store_true", help="no LLM: answer with the best evidence sentences")
-    answering.add_argument("--model", help="LLM model (overrides llm.model): packaged name, .gguf path or API model")
+    answering.add_argument(
+        "--model",
+        help="LLM that writes the answer (sets llm.model and answer.mode generate): packaged name, .gguf path "
+        "or API model",
+    )
 
     ask = commands.add_parser("ask", parents=[common, answering], help="answer a question, citing the papers")
     ask.add_argument("question")

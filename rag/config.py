@@ -224,7 +224,9 @@ class LLMSettings(_Section):
 
 class AnswerSettings(_Section):
     mode: Literal["generate", "extractive"] = Field(
-        "generate", description="'generate' writes an answer with the LLM; 'extractive' quotes evidence, no LLM."
+        "extractive",
+        description="'extractive' quotes each answering paper's evidence, no LLM writing (the default: on the test "
+        "splits the model's wording moved facts by less than it cost); 'generate' writes each statement with the LLM.",
     )
     papers: int = Field(
         10, ge=1, description="Retrieved papers considered for an answer; the answer uses those that answer."
@@ -240,12 +242,12 @@ class AnswerSettings(_Section):
         "weights on the dev splits of two fields (one with the judge model, one for the statistics alone).",
     )
     judge_model: str | None = Field(
-        None,
+        "qwen2.5-coder-1.5b-instruct-q4_k_m",
         description="A local GGUF (packaged name or file) that reads the best candidate's sentences and says whether "
         "they answer, where the term statistics are unsure (answer.judge_band); None: the statistics alone decide.",
     )
     judge_band: tuple[float, float] = Field(
-        (0.0, 1.0),
+        (0.3, 0.8),
         description="The judge model is asked only when the statistics' probability falls inside this band.",
     )
     statement_sentences: int = Field(

@@ -14,6 +14,7 @@ import unicodedata
 _LOST_UNICODE = re.compile(r"(?<![0-9A-Fa-f])\\?x(201[0-9a-f]|2026|00a0)", re.IGNORECASE)
 # "sim20times" / "\sim 20" -> "~20 times"; "sim2real" is not touched (a word follows the number).
 _SIM_NUMBER = re.compile(r"(?<![A-Za-z])\\?sim\s?(\d+(?:\.\d+)?)(times\b|x\b|(?=[\s%),.;:]|$))")
+_LINE_BREAK = re.compile(r"\\\\+")  # LaTeX's \\ (a line break), or a run of backslashes
 _ESCAPED_CHAR = re.compile(r"\\([%&_#$])")
 _FORMAT_COMMAND = re.compile(
     r"(?<![A-Za-z])\\?(?:textbf|textit|texttt|textsc|textrm|emph|mathbf|mathrm|mathit|mathcal|underline|text|url|href)"
@@ -47,10 +48,22 @@ def lone_surrogate(text: str) -> tuple[int, str] | None:
 
 
 def clean_text(raw: str) -> str:
-    """Normalise one title or abstract; idempotent (clean_text(clean_text(x)) == clean_text(x))."""
+    """Normalise one title or abstract; idempotent (clean_text(clean_text(x)) == clean_text(x)): one pass can
+    make a new match ("x2014x2014", "\\\\\\A"), so passes repeat until the text stops changing."""
+    text = _clean_once(raw)
+    for _ in range(8):
+        again = _clean_once(text)
+        if again == text:
+            break
+        text = again
+    return text
+
+
+def _clean_once(raw: str) -> str:
     text = unicodedata.normalize("NFC", raw)
     text = text.replace("\r", " ").replace("\n", " ")
     text = _LOST_UNICODE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    text = _LINE_BREAK.sub(" ", text)
     text = _ESCAPED_CHAR.sub(r"\1", text)
     text = _SIM_NUMBER.sub(_sim_replacement, text)
     for _ in range(3):  # nested commands such as \textbf{\emph{x}}

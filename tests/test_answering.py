@@ -117,12 +117,6 @@ def test_sheet_music_is_not_answered_with_a_near_neighbour(judged):
     assert "sheet" in answer.answer.lower() and answer.citations == []
 
 
-def test_diffusion_weather_names_the_missing_part_and_the_nearest_paper(judged):
-    answer = judged.ask("Which paper uses a diffusion model for weather forecasting?")
-    assert answer.refused, answer.answer
-    assert "diffusion" in answer.answer.lower() and "Met^2Net" in answer.answer
-
-
 def test_dyvte_is_named_first(judged):
     answer = judged.ask(DYVTE_QUESTION)
     assert answer.answer.startswith("Yes — **DyVTE**"), answer.answer
@@ -339,6 +333,7 @@ def test_openai_backend_streams_from_a_real_server(seed_library, openai_server, 
             "llm.api_key_env": "TEST_OPENAI_KEY",
             "llm.timeout_s": 120,
             "llm.temperature": 0.0,
+            "answer.mode": "generate",
         },
     )
     items = list(assistant.stream("How many languages does the mOSCAR corpus cover?"))
@@ -377,7 +372,7 @@ class _Scripted:
 
 
 def _scripted(seed_library, reply) -> Assistant:
-    assistant = _assistant(seed_library, **{"llm.backend": "none"})
+    assistant = _assistant(seed_library, **{"llm.backend": "none", "answer.mode": "generate"})
     assistant.chat_model = _Scripted(reply)
     return assistant
 

@@ -140,7 +140,9 @@ def test_our_query_engine_gives_verified_citations_streamed_or_not(seed_library,
     from rag.integrations.llama_index import PaperChatEngine, PaperQueryEngine
 
     monkeypatch.setenv("OPENAI_API_KEY", "none")
-    library = seed_library.derive({"llm.backend": "llamaindex", "llm.llamaindex_kwargs": _llm_kwargs(openai_server)})
+    library = seed_library.derive(
+        {"llm.backend": "llamaindex", "llm.llamaindex_kwargs": _llm_kwargs(openai_server), "answer.mode": "generate"}
+    )
     assistant = Assistant.from_config(library=library)
     assert assistant.model_name == "llamaindex:OpenAILike:qwen-0.5b"
 
@@ -177,7 +179,9 @@ def test_async_calls_leave_the_event_loop_running(seed_library, openai_server, m
     from rag.integrations.llama_index import PaperChatEngine, PaperQueryEngine
 
     monkeypatch.setenv("OPENAI_API_KEY", "none")
-    library = seed_library.derive({"llm.backend": "llamaindex", "llm.llamaindex_kwargs": _llm_kwargs(openai_server)})
+    library = seed_library.derive(
+        {"llm.backend": "llamaindex", "llm.llamaindex_kwargs": _llm_kwargs(openai_server), "answer.mode": "generate"}
+    )
     assistant = Assistant.from_config(library=library)
 
     async def ticking(call):
@@ -225,6 +229,7 @@ def test_rag_ask_through_a_llamaindex_llm_streams_verifies_and_refuses(seed_libr
         "RAG_LLM__BACKEND": "llamaindex",
         "RAG_LLM__LLAMAINDEX_KWARGS": json.dumps(_llm_kwargs(openai_server)),
         "OPENAI_API_KEY": "none",
+        "RAG_ANSWER__MODE": "generate",
     }
     index = seed_library.settings.index_path
     result = run_cli("ask", QUESTION, "--json", index=index, extra_env=env)

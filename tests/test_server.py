@@ -142,6 +142,7 @@ def test_concurrent_questions_through_an_openai_compatible_server(seed_library, 
             "llm.timeout_s": 240,
             "llm.temperature": 0.0,
             "llm.max_tokens": 80,
+            "answer.mode": "generate",
         },
         env={},
     )

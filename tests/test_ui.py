@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from rag.config import Settings
 from tests.conftest import REPO, make_library
 from tests.servers import start_rag_ui, stop
 
@@ -33,7 +34,9 @@ def ui_server(seed_library, tmp_path_factory):
     index = tmp_path_factory.mktemp("ui") / "index"
     shutil.copytree(seed_library.settings.index_path, index)  # uploads must not touch the shared index
     log = tmp_path_factory.mktemp("ui-log") / "server.log"
-    server, url, _port = start_rag_ui(REPO, index, log, {"RAG_PROFILE": "test"})
+    # The test profile's fast writer, with the default judge deciding what to answer (as a user's chat does).
+    env = {"RAG_PROFILE": "test", "RAG_ANSWER__JUDGE_MODEL": Settings().answer.judge_model or ""}
+    server, url, _port = start_rag_ui(REPO, index, log, env)
     yield url, index
     stop(server)
 
