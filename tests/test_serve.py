@@ -128,6 +128,45 @@ def test_other_errors_are_json_too(server):
     assert status == 422 and body["error"]["message"].startswith("mode:")
 
 
+def shape(body) -> bool:
+    return set(body) == {"error"} and set(body["error"]) == {"message", "type", "code"}
+
+
+def test_every_error_has_one_json_shape_and_head_and_double_slashes_are_served(server, tmp_path):
+    """Before: 11 files 400, a 100k-character q a plain-text 400, HEAD /v1/stats and //v1/stats the chat page's
+    404 (`{"detail": "Not Found"}`), as were unknown paths outside /v1."""
+    boundary = "----paper-rag-test"
+    parts = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="f{i}.jsonl"\r\n'
+        f'Content-Type: application/json\r\n\r\n{{"title": "t", "abstract": "a"}}\r\n'
+        for i in range(11)
+    )
+    kind = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    status, _, body = call(server, "POST", "/v1/ingest", raw=f"{parts}--{boundary}--\r\n".encode(), headers=kind)
+    assert status == 413 and shape(body) and "at most 10 files" in body["error"]["message"], body
+    status, _, body = call(server, "POST", "/v1/ingest", raw=b"x", headers={"Content-Type": "multipart/form-data"})
+    assert status == 422 and shape(body) and "multipart" in body["error"]["message"], body
+
+    status, headers, body = call(server, "GET", "/v1/search?q=" + "x" * 100_000)
+    assert status == 414 and headers["Content-Type"] == "application/json" and shape(body), body
+    status, _, body = call(server, "GET", "/v1/search?q=" + "x" * 10_000)
+    assert status == 422 and shape(body) and "the limit is 4000" in body["error"]["message"], body
+    status, _, body = call(server, "GET", "/v1/search")
+    assert status == 422 and shape(body) and body["error"]["message"] == "q: Field required"
+
+    status, headers, text = call(server, "HEAD", "/v1/stats")
+    assert status == 200 and text == "" and int(headers["Content-Length"]) > 100
+    assert call(server, "HEAD", "/v1/stats", key=None)[0] == 401  # the key is checked as for GET
+    for path in ("//v1/stats", "/v1//stats"):
+        status, _, body = call(server, "GET", path)
+        assert status == 200 and body["papers"] >= 275, (path, body)
+    assert call(server, "GET", "//v1/stats", key=None)[0] == 401
+    for method, path, status_wanted in (("GET", "/no-such-page", 404), ("PUT", "/no-such-page", 404),
+                                        ("DELETE", "/", 405), ("GET", "/v1/no-such-endpoint", 404)):  # fmt: skip
+        status, _, body = call(server, method, path, key=None if not path.startswith("/v1") else KEY)
+        assert status == status_wanted and shape(body), (method, path, status, body)
+
+
 def test_ask_plain_and_streamed_give_the_rag_ask_json_object_citing_dyvte(server):
     status, _, answer = call(server, "POST", "/v1/ask", {"question": QUESTION})
     assert status == 200 and set(answer) == ANSWER_KEYS

@@ -3,7 +3,7 @@
 Security defaults: 127.0.0.1; an API key when $RAG_API_KEY (server.api_key_env) holds one, compared in
 constant time and never logged; CORS off unless server.cors_origins names origins, and state-changing
 requests from other origins refused (server/origins.py); request bodies limited; every error one JSON
-line (server/errors.py).
+line (server/errors.py), also for what the HTTP parser refuses (server/protocol.py).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from rag.library import Library
 from rag.server import docs, errors, openai_api, routes
 from rag.server.errors import ApiError
 from rag.server.origins import CrossSiteGuard
+from rag.server.protocol import H11_HEAD_BYTES, Normalised, json_errors_protocol
 from rag.server.responses import Health, Readiness, ok
 from rag.service import Service
 
@@ -108,7 +109,8 @@ def create_app(service: Service, *, chat_page: bool | None = None, key: str | No
         allow_headers=["Authorization", "Content-Type"],
         expose_headers=["Retry-After", "Location"],
     )
-    app.add_middleware(CrossSiteGuard, allowed=settings.cors_origins)  # outermost: refused before anything runs
+    app.add_middleware(CrossSiteGuard, allowed=settings.cors_origins)  # refused before anything runs
+    app.add_middleware(Normalised)  # outermost: `//v1/x` is `/v1/x`, HEAD is GET, for every layer inside
 
     @app.get("/healthz", tags=["health"], summary="The process is up", responses=ok(Health))
     async def healthz():
@@ -183,7 +185,8 @@ def serve(library: Library, *, host: str | None = None, port: int | None = None,
         + f"; API key {'required' if key else 'off'})  Ctrl-C stops it",
         flush=True,
     )
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5,
+                            http=json_errors_protocol(), h11_max_incomplete_event_size=H11_HEAD_BYTES)  # fmt: skip
     try:
         uvicorn.Server(config).run()
     except OSError as exc:  # the port is taken, or the address is not this machine's

@@ -29,6 +29,7 @@ _TYPES = {
     404: ("not_found_error", "not_found"),
     405: ("invalid_request_error", "method_not_allowed"),
     413: ("invalid_request_error", "too_large"),
+    414: ("invalid_request_error", "uri_too_long"),
     415: ("invalid_request_error", "unsupported_media_type"),
     422: ("invalid_request_error", "invalid_input"),
     502: ("server_error", "backend_error"),
@@ -45,6 +46,11 @@ class ApiError(Exception):
 def error_body(status: int, message: str, code: str | None = None) -> dict:
     kind, default_code = _TYPES.get(status, ("server_error", "internal"))
     return {"error": {"message": message, "type": kind, "code": code or default_code}}
+
+
+def error_json(status: int, message: str, code: str | None = None) -> bytes:
+    """The error body as bytes, compact as JSONResponse writes it, for the layers below the route handlers."""
+    return json.dumps(error_body(status, message, code), separators=(",", ":")).encode()
 
 
 def error_response(status: int, message: str, *, code: str | None = None, headers: dict | None = None) -> JSONResponse:
@@ -114,31 +120,64 @@ def install(app: FastAPI, *, body_limits: str) -> None:
 
 
 class PlainErrorsAsJson:
-    """ASGI middleware: the body-size limiter answers 413 in plain text before any route runs; on /v1 that
-    answer becomes the JSON error shape too."""
+    """ASGI middleware for the errors no handler of ours writes: the body-size limiter's plain-text 413 (before
+    any route runs) on /v1, and the chat page's mount's 404 and 405 (FastAPI's `{"detail": "Not Found"}`, for
+    any path no route of ours takes) become the JSON error shape."""
 
     def __init__(self, app: ASGIApp, body_limits: str) -> None:
         self.app = app
-        self.body = json.dumps(error_body(413, f"the request body is too large: {body_limits}")).encode()
+        self.body = error_json(413, f"the request body is too large: {body_limits}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        replaced = False
+        api = scope["path"].startswith("/v1/")
+        held: Message | None = None  # a 404/405 start, kept until its body shows whose it is
+        parts: list[bytes] = []
+        passing = True
+
+        async def replace(status: int, body: bytes, headers: list) -> None:
+            kept = [(k, v) for k, v in headers if k.lower() not in (b"content-type", b"content-length")]
+            kept += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": kept})
+            await send({"type": "http.response.body", "body": body})
 
         async def sending(message: Message) -> None:
-            nonlocal replaced
-            if message["type"] == "http.response.start" and message["status"] == 413:
+            nonlocal held, passing
+            if message["type"] == "http.response.start":
+                status = message["status"]
                 kind = dict(message.get("headers") or []).get(b"content-type", b"")
-                if kind.startswith(b"text/plain"):
-                    replaced = True
-                    length = str(len(self.body)).encode()
-                    headers = [(b"content-type", b"application/json"), (b"content-length", length)]
-                    await send({"type": "http.response.start", "status": 413, "headers": headers})
-                    await send({"type": "http.response.body", "body": self.body})
+                if api and status == 413 and kind.startswith(b"text/plain"):
+                    passing = False
+                    await replace(413, self.body, [])
                     return
-            if not replaced:
+                if status in (404, 405) and kind.startswith(b"application/json"):
+                    held = message
+                    return
+            if held is not None and message["type"] == "http.response.body":
+                parts.append(message.get("body", b""))
+                if message.get("more_body"):
+                    return
+                start, held = held, None
+                body = b"".join(parts)
+                if body in _DEFAULT_BODIES:
+                    status = start["status"]
+                    method, path = scope["method"], scope["path"]
+                    message_text = (
+                        f"no such endpoint: {method} {path} (see /docs)"
+                        if status == 404
+                        else f"{method} is not allowed on {path} (see /docs)"
+                    )
+                    await replace(status, error_json(status, message_text), start["headers"])
+                    return
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+                return
+            if passing:
                 await send(message)
 
         await self.app(scope, receive, sending)
+
+
+_DEFAULT_BODIES = {b'{"detail":"Not Found"}', b'{"detail":"Method Not Allowed"}'}  # FastAPI's, compact JSON

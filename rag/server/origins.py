@@ -11,13 +11,12 @@ posts from its own origin.
 
 from __future__ import annotations
 
-import json
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rag.server.errors import error_body
+from rag.server.errors import error_json
 
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -61,7 +60,7 @@ class CrossSiteGuard:
         if message is None:
             await self.app(scope, receive, send)
             return
-        body = json.dumps(error_body(403, message, "cross_site")).encode()
+        body = error_json(403, message, "cross_site")
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 403, "headers": headers})
         await send({"type": "http.response.body", "body": body})

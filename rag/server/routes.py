@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.errors import RagError
 from rag.filters import parse_filters
@@ -49,6 +50,15 @@ ANSWER_EXAMPLE = {
     "notes": [],
     "error": None,
 }
+
+
+def multipart_refused(reason: str, max_files: int) -> ApiError:
+    """413 for a multipart body past the limits (files, fields, a field's size), 422 for one that cannot be read."""
+    if reason.startswith("Too many files"):
+        return ApiError(413, f"files: at most {max_files} files per request (server.max_upload_files)")
+    if reason.startswith(("Too many fields", "Field exceeded", "Part exceeded")):
+        return ApiError(413, f"the multipart body is too large: {reason}")
+    return ApiError(422, f"the multipart body cannot be read: {reason}")
 
 
 def router(service: Service, *, json_limit: int, upload_limit: int, max_files: int) -> APIRouter:
@@ -176,13 +186,17 @@ def router(service: Service, *, json_limit: int, upload_limit: int, max_files: i
     async def ingest(request: Request):
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "multipart/form-data":
-            async with request.form(max_files=max_files, max_fields=max_files + 10) as form:
+            try:
+                form = await request.form(max_files=max_files, max_fields=max_files + 10)
+            except StarletteHTTPException as exc:  # Starlette's parser says 400 for all it refuses
+                raise multipart_refused(str(exc.detail), max_files) from None
+            try:
                 uploads = [(f.filename or "upload", f.file) for f in form.getlist("files") if hasattr(f, "file")]
                 if not uploads:
                     raise ApiError(422, "files: send one or more files in the multipart field 'files'")
-                if len(uploads) > max_files:
-                    raise ApiError(413, f"files: at most {max_files} files per request (server.max_upload_files)")
                 job = await run_in_threadpool(service.ingest_files, uploads)
+            finally:
+                await form.close()
         elif kind == "application/json":
             try:
                 body = IngestRecords.model_validate_json(await request.body())
