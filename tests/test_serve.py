@@ -363,6 +363,58 @@ def test_a_burst_beyond_the_local_models_queue_gets_503_with_retry_after_and_not
     assert queues["active"] == 0 and queues["waiting"] == 0
 
 
+def test_questions_whose_clients_left_while_queued_are_dropped_not_answered(server):
+    """Before: a client that hung up while its question waited for the local model was still answered (the
+    model's time spent for nobody). Now each waiting request watches its connection; the gate counts slots
+    taken (`served`) and questions dropped (`abandoned`), and the log names each one dropped."""
+    import socket
+
+    def gate() -> dict:
+        models = call(server, "GET", "/v1/stats")[2]["service"]["models"]
+        return models.get("the local model", {"active": 0, "waiting": 0, "served": 0, "abandoned": 0})
+
+    def until(wanted, timeout_s: float = 30) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if wanted(found := gate()):
+                return found
+            time.sleep(0.02)
+        raise AssertionError(f"gate never reached the state wanted: {gate()}")
+
+    def send(path: str, body: dict) -> socket.socket:
+        data = json.dumps(body).encode()
+        connection = socket.create_connection(("127.0.0.1", server["port"]), timeout=300)
+        connection.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: "
+                           f"application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)  # fmt: skip
+        return connection
+
+    def status_of(connection: socket.socket) -> int:
+        with connection:
+            return int(connection.makefile("rb").readline().split()[1])
+
+    before = until(lambda g: g["active"] == 0 and g["waiting"] == 0)
+    holder = send("/v1/ask", {"question": QUESTION})  # takes the model (queue_size is 1 on this server)
+    until(lambda g: g["active"] == 1)
+    left = [
+        ("/v1/ask", {"question": "How many languages does the mOSCAR corpus cover?"}),
+        ("/v1/ask", {"question": "How many languages does the mOSCAR corpus cover?", "stream": True}),
+        ("/v1/chat/completions", {"model": "paper-rag", "messages": [{"role": "user", "content": QUESTION}]}),
+    ]
+    for number, (path, body) in enumerate(left, 1):
+        waiting = send(path, body)
+        until(lambda g: g["waiting"] == 1)
+        waiting.close()  # the client hangs up while its question waits
+        dropped = until(lambda g, n=number: g["waiting"] == 0 and g["abandoned"] == before["abandoned"] + n)
+        assert dropped["active"] == 1 and dropped["served"] == before["served"] + 1, dropped  # still the first
+    kept = send("/v1/ask", {"question": "Is there a benchmark for matching objects across images for MLLMs?"})
+    until(lambda g: g["waiting"] == 1)  # the queue has room again: it was not refused as busy
+    assert status_of(holder) == 200 and status_of(kept) == 200
+    after = until(lambda g: g["active"] == 0)
+    assert after["served"] - before["served"] == 2 and after["abandoned"] - before["abandoned"] == 3, after
+    dropped_lines = [line for line in server["log"].read_text().splitlines() if "dropped unanswered" in line]
+    assert len(dropped_lines) >= 3 and any("/v1/chat/completions" in line for line in dropped_lines), dropped_lines
+
+
 def test_the_chat_page_answers_on_the_same_port(server):
     from playwright.sync_api import sync_playwright
 

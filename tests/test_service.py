@@ -14,7 +14,7 @@ import time
 import pytest
 
 from rag.errors import ConfigError, RagError
-from rag.service import Busy, ModelGate, Service, Sessions, UploadArea, UploadRefused
+from rag.service import Abandoned, Busy, ModelGate, Service, Sessions, UploadArea, UploadRefused
 from rag.types import Answer
 from tests.conftest import DYVTE_TITLE, make_library, run_cli
 
@@ -38,7 +38,8 @@ def test_gate_admits_slots_then_queue_then_refuses_at_once():
     deadline = time.monotonic() + 5
     while gate.waiting < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert gate.status() == {"slots": 1, "active": 1, "waiting": 1, "queue_size": 1}
+    assert gate.status() == {"slots": 1, "active": 1, "waiting": 1, "queue_size": 1, "served": 1, "abandoned": 0,
+                             "refused": 0}  # fmt: skip
     started = time.monotonic()
     with pytest.raises(Busy) as refused:
         gate.acquire()
@@ -48,6 +49,40 @@ def test_gate_admits_slots_then_queue_then_refuses_at_once():
     gate.release(first)
     thread.join(5)
     assert admitted.is_set() and gate.status()["active"] == 0
+
+
+def test_a_waiter_whose_client_left_is_dropped_and_passes_the_slot_on():
+    gate = ModelGate("the local model", slots=1, queue_size=3)
+    first = gate.acquire()
+    gone = threading.Event()
+    outcomes: list[str] = []
+
+    def leaving() -> None:
+        try:
+            gate.acquire(gone.is_set)
+            outcomes.append("served")
+        except Abandoned:
+            outcomes.append("dropped")
+
+    def staying() -> None:  # no way to ask (the chat page, the CLI): waits without a timeout
+        gate.release(gate.acquire())
+        outcomes.append("answered")
+
+    threads = [threading.Thread(target=leaving), threading.Thread(target=staying)]
+    for thread in threads:
+        thread.start()
+        deadline = time.monotonic() + 5
+        while gate.waiting < threads.index(thread) + 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    gone.set()
+    threads[0].join(5)
+    assert outcomes == ["dropped"] and gate.status()["waiting"] == 1 and gate.status()["abandoned"] == 1
+    gate.release(first)
+    threads[1].join(5)
+    assert outcomes == ["dropped", "answered"] and gate.status()["served"] == 2 and gate.active == 0
+    with pytest.raises(Abandoned):  # a client gone before its turn came never takes the slot either
+        gate.acquire(lambda: True)
+    assert gate.status()["served"] == 2 and gate.status()["abandoned"] == 2
 
 
 def test_held_stream_frees_its_slot_when_finished_closed_or_dropped():

@@ -9,6 +9,7 @@ line (server/errors.py), also for what the HTTP parser refuses (server/protocol.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hmac
 import ipaddress
 import os
@@ -185,7 +186,10 @@ def serve(library: Library, *, host: str | None = None, port: int | None = None,
         + f"; API key {'required' if key else 'off'})  Ctrl-C stops it",
         flush=True,
     )
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5,
+    # The server's own lines (a dropped question, an unexpected error's traceback) go where uvicorn's go.
+    logs = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    logs["loggers"]["rag.serve"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5, log_config=logs,
                             http=json_errors_protocol(), h11_max_incomplete_event_size=H11_HEAD_BYTES)  # fmt: skip
     try:
         uvicorn.Server(config).run()

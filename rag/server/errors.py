@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag.errors import IndexStoreError, LLMError, RagError
-from rag.service import Busy, UploadRefused
+from rag.service import Abandoned, Busy, UploadRefused
 
 log = logging.getLogger("rag.serve")
 
@@ -31,6 +31,7 @@ _TYPES = {
     413: ("invalid_request_error", "too_large"),
     414: ("invalid_request_error", "uri_too_long"),
     415: ("invalid_request_error", "unsupported_media_type"),
+    499: ("invalid_request_error", "client_closed_request"),  # nginx's code; nobody reads it, the log does
     422: ("invalid_request_error", "invalid_input"),
     502: ("server_error", "backend_error"),
     503: ("server_error", "unavailable"),
@@ -74,6 +75,8 @@ def validation_message(exc: RequestValidationError | ValidationError) -> str:
 def status_of(exc: RagError) -> int:
     if isinstance(exc, Busy | IndexStoreError | LLMError):
         return 503
+    if isinstance(exc, Abandoned):
+        return 499
     if isinstance(exc, UploadRefused) and exc.too_large:
         return 413
     return 422
@@ -104,8 +107,10 @@ def install(app: FastAPI, *, body_limits: str) -> None:
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RagError)
-    async def _rag(_request: Request, exc: RagError) -> JSONResponse:
+    async def _rag(request: Request, exc: RagError) -> JSONResponse:
         status = status_of(exc)
+        if isinstance(exc, Abandoned):
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
         headers = None
         if isinstance(exc, Busy):
             headers = {"Retry-After": str(exc.retry_after_s)}

@@ -32,7 +32,7 @@ import time
 from collections.abc import AsyncIterator
 
 import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -48,7 +48,7 @@ from rag.server.schemas import (
     ChatMessage,
     EmbeddingRequest,
 )
-from rag.server.streaming import SSE_HEADERS, drive, sse
+from rag.server.streaming import SSE_HEADERS, client_watch, drive, sse
 from rag.service import Service
 from rag.types import Answer, Turn
 
@@ -215,7 +215,7 @@ def router(service: Service, *, json_limit: int) -> APIRouter:
         ),  # fmt: skip
         max_body_size=json_limit,
     )
-    async def chat_completions(body: ChatCompletionRequest):
+    async def chat_completions(body: ChatCompletionRequest, request: Request):
         profile = profile_of(service, body.model)
         choices = body.choices(profile)
         if choices.where:
@@ -227,9 +227,10 @@ def router(service: Service, *, json_limit: int) -> APIRouter:
         if body.max_tokens or body.max_completion_tokens or body.temperature is not None:
             answer_settings = (await run_in_threadpool(service.assistant, profile, overrides)).settings.answer
             overrides |= body.sampling(answer_settings.written_slots, answer_settings.slot_tokens)
-        items = await run_in_threadpool(
-            service.stream, question, history, profile=profile, overrides=overrides
-        )  # "busy" is a 503 here, before any event
+        async with client_watch(request) as gone:  # a client gone while its question waits: dropped unanswered
+            items = await run_in_threadpool(
+                service.stream, question, history, profile=profile, overrides=overrides, cancelled=gone
+            )  # "busy" is a 503 here, before any event
 
         def usage(answer_text: str) -> dict:
             prompt = sum(service.count_tokens(m.text()) for m in body.messages)

@@ -20,7 +20,7 @@ from rag.filters import parse_filters
 from rag.server.errors import ApiError, error_body, log, status_of, validation_message
 from rag.server.responses import SSE, AnswerRecord, IngestJobRecord, PaperRecord, SearchRecord, StatsRecord, ok
 from rag.server.schemas import ERROR_RESPONSES, AskRequest, IngestRecords
-from rag.server.streaming import SSE_HEADERS, drive, sse
+from rag.server.streaming import SSE_HEADERS, client_watch, drive, sse
 from rag.service import Service
 from rag.types import Answer
 
@@ -82,18 +82,18 @@ def router(service: Service, *, json_limit: int, upload_limit: int, max_files: i
         ),  # fmt: skip
         max_body_size=json_limit,
     )
-    async def ask(body: AskRequest):
+    async def ask(body: AskRequest, request: Request):
         profile, overrides = checked(body)
         history = [turn.to_turn() for turn in body.history]
-        if not body.stream:
-            answer = await run_in_threadpool(
-                service.ask, body.question, history, profile=profile, overrides=overrides, session=body.session
-            )
-            return JSONResponse(answer.to_json())
-        # Taking the model's slot happens here, so "busy" is a 503 before any event is sent.
-        items = await run_in_threadpool(
-            service.stream, body.question, history, profile=profile, overrides=overrides, session=body.session
-        )
+        # A question whose client leaves while it waits for the model is dropped, not answered to nobody.
+        async with client_watch(request) as gone:
+            if not body.stream:
+                answer = await run_in_threadpool(service.ask, body.question, history, profile=profile,
+                                                 overrides=overrides, session=body.session, cancelled=gone)  # fmt: skip
+                return JSONResponse(answer.to_json())
+            # Taking the model's slot happens here, so "busy" is a 503 before any event is sent.
+            items = await run_in_threadpool(service.stream, body.question, history, profile=profile,
+                                            overrides=overrides, session=body.session, cancelled=gone)  # fmt: skip
 
         async def events() -> AsyncIterator[bytes]:
             try:

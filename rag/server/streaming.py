@@ -1,12 +1,17 @@
-"""Server-Sent Events from the service's (blocking) answer streams, one step at a time in a worker thread."""
+"""Server-Sent Events from the service's (blocking) answer streams, one step at a time in a worker thread;
+and whether a request's client is still there while its question waits for the model."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 T = TypeVar("T")
 _END = object()
@@ -34,3 +39,23 @@ async def drive(items: Iterator[T]) -> AsyncIterator[T]:
         close = getattr(items, "close", None)
         if close is not None:
             await run_in_threadpool(close)
+
+
+@contextlib.asynccontextmanager
+async def client_watch(request: Request, every_s: float = 0.1) -> AsyncIterator[Callable[[], bool]]:
+    """A thread-safe "has the client gone?" for the service's model queue, answered by polling the connection
+    while the block runs (a worker thread waiting for the model cannot await the ASGI channel itself)."""
+    gone = threading.Event()
+
+    async def watch() -> None:
+        while not await request.is_disconnected():
+            await asyncio.sleep(every_s)
+        gone.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield gone.is_set
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher

@@ -163,15 +163,17 @@ class Service:
         profile: str | None = None,
         overrides: Mapping[str, Any] | None = None,
         session: str | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> Iterator[str | Answer]:
-        """Tokens as written, then the checked `Answer`. Raises `Busy` now (before any token) when the model is."""
+        """Tokens as written, then the checked `Answer`. Raises `Busy` now (before any token) when the model is,
+        and `Abandoned` when `cancelled()` (the client has gone) turns true while the question waits for it."""
         check_question(question)
         assistant = self.assistant(profile, overrides)
         if session is not None and not history:
             history = self.sessions.history(session)
         items = self._recorded(assistant.stream(question, history), session)
         gate = self.gate(assistant)
-        return gate.hold(items) if gate is not None else items
+        return gate.hold(items, cancelled) if gate is not None else items
 
     def ask(
         self,
@@ -181,9 +183,13 @@ class Service:
         profile: str | None = None,
         overrides: Mapping[str, Any] | None = None,
         session: str | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> Answer:
         answer = None
-        for item in self.stream(question, history, profile=profile, overrides=overrides, session=session):
+        items = self.stream(
+            question, history, profile=profile, overrides=overrides, session=session, cancelled=cancelled
+        )
+        for item in items:
             if isinstance(item, Answer):
                 answer = item
         if answer is None:
