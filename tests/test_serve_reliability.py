@@ -6,9 +6,11 @@ same-named uploads queued behind a long job, a catalog replaced under the runnin
 from __future__ import annotations
 
 import json
+import shlex
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -184,6 +186,54 @@ def test_a_dead_hosted_backend_is_an_error_the_openai_client_raises_on(server):
     assert status == 502 and body["error"]["code"] == "backend_error" and body["paper_rag"]["answer"], body
     ok = client.chat.completions.create(model="paper-rag/extractive", messages=messages)  # the rest still works
     assert ok.choices[0].message.content
+
+
+def test_an_ingest_job_killed_with_the_server_is_reported_interrupted_after_restart(tmp_path, embedder, seed_corpus):
+    """Before: GET /v1/ingest/{job} was 404 after the restart, and nothing said what had been ingested."""
+    index = tmp_path / "index"
+    make_library(index, embedder).ingest([write_jsonl(tmp_path / "six.jsonl", seed_corpus.papers[:6])], progress=False)
+    papers = seed_corpus.papers[6:66]
+    env = {"RAG_PROFILE": "extractive", "RAG_INDEX__BATCH_PAPERS": "4"}
+    process, url, _ = start_rag_serve(REPO, index, tmp_path / "first.log", env, args=("--no-ui",))
+    try:
+        first = {"url": url}
+        job = upload(first, "sixty.jsonl", "\n".join(record(p.title, p.abstract, p.paper_id) for p in papers))[2]
+        queued = upload(first, "later.jsonl", record("Kelp Forest Acoustics", "Kelp forests hum at night."))[2]
+        deadline = time.monotonic() + 240
+        while job["progress"]["papers_done"] < 8 and job["state"] in ("queued", "running"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.1)
+            job = call(first, "GET", f"/v1/ingest/{job['job']}")[2]
+        assert job["state"] == "running", job
+        process.kill()  # SIGKILL: no shutdown code runs
+        process.wait(30)
+    finally:
+        stop(process)
+
+    process, url, _ = start_rag_serve(REPO, index, tmp_path / "second.log", env, args=("--no-ui",))
+    try:
+        second = {"url": url}
+        status, _, got = call(second, "GET", f"/v1/ingest/{job['job']}")
+        assert status == 200 and got["state"] == "interrupted", got
+        done = got["progress"]["papers_done"]
+        assert done >= 8 and got["progress"]["papers_total"] == 60
+        assert f"{done} of the 60 papers it had to embed were committed and stay in the index" in got["error"]
+        assert "upload the files again, or run: rag ingest " in got["error"]
+        status, _, later = call(second, "GET", f"/v1/ingest/{queued['job']}")
+        assert later["state"] == "interrupted" and "nothing from it was ingested" in later["error"], later
+        indexed = call(second, "GET", "/v1/stats")[2]["papers"] - 6
+        assert done <= indexed <= done + 4, (done, indexed)  # at most the batch being written when it died
+        new = upload(second, "kelp.jsonl", record("Kelp Forest Acoustics", "Kelp forests hum at night."))[2]
+        assert int(new["job"].split("-")[1]) > int(queued["job"].split("-")[1])  # job numbers go on
+        assert finished(second, new)["state"] == "done"
+    finally:
+        stop(process)
+    command = shlex.split(got["error"].split("run: ", 1)[1].split(" (papers already", 1)[0])
+    assert command[:2] == ["rag", "ingest"] and all(Path(p).is_file() for p in command[2:]), command
+    finish = run_cli(*command[1:], "--json", index=index, extra_env={"RAG_PROFILE": "extractive"})
+    assert finish.returncode == 0, finish.stderr[-800:]
+    report = json.loads(finish.stdout)
+    assert report["papers_embedded"] == 60 - indexed, report  # what was committed is not embedded again
 
 
 @pytest.mark.parametrize("key", ["clé-secrète", "key\twith-a-tab", "   "])

@@ -146,6 +146,42 @@ def test_same_named_uploads_each_keep_their_own_bytes(tmp_path):
     assert b'"X"' in first.read_bytes() and b'"Y"' in second.read_bytes() and b'"Z"' in records.read_bytes()
 
 
+def test_job_records_outlive_the_jobs_queue_and_unfinished_ones_read_back_interrupted(tmp_path):
+    """The records on disk, read by a new queue (as a restarted server does): the running job says what it
+    committed and how to finish, the queued one that nothing ran, the finished one is as it was."""
+    from rag.ingest import IngestProgress, IngestReport
+    from rag.service.jobs import IngestJobs
+
+    folder = tmp_path / "jobs"
+    release = threading.Event()
+
+    def run(paths, on_problem, progress):
+        if paths[0].name == "quick.jsonl":
+            return IngestReport()
+        progress(IngestProgress(8, 20, 30, 2.0))  # two batches committed, then the server "dies"
+        release.wait(10)
+        return IngestReport()
+
+    jobs = IngestJobs(run, lambda job: None, folder)
+    quick = jobs.submit([tmp_path / "quick.jsonl"], ["quick.jsonl"])
+    assert jobs.wait(quick, 10) and quick.state == "done"
+    running = jobs.submit([tmp_path / "up loads" / "big.jsonl"], ["big.jsonl"])
+    queued = jobs.submit([tmp_path / "later.jsonl"], ["later.jsonl"])
+    deadline = time.monotonic() + 10
+    while running.papers_done < 8 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    again = IngestJobs(run, lambda job: None, folder)  # the next server's, over the same index
+    got = again.get(running.job_id).to_json()
+    assert got["state"] == "interrupted" and got["progress"]["papers_done"] == 8, got
+    assert "8 of the 20 papers it had to embed were committed" in got["error"]
+    assert f"rag ingest '{tmp_path / 'up loads' / 'big.jsonl'}'" in got["error"]
+    assert again.get(queued.job_id).state == "interrupted" and "nothing from it" in again.get(queued.job_id).error
+    assert again.get(quick.job_id).to_json()["report"] == quick.to_json()["report"]
+    assert again.submit([tmp_path / "quick.jsonl"], ["quick.jsonl"]).job_id.startswith("ingest-4-")  # numbers go on
+    release.set()
+
+
 def test_local_models_share_one_slot_and_a_hosted_model_gets_llm_concurrency(tmp_path):
     from rag.config import load_settings
 

@@ -22,6 +22,7 @@ from rag.server.responses import SSE, AnswerRecord, IngestJobRecord, PaperRecord
 from rag.server.schemas import ERROR_RESPONSES, AskRequest, IngestRecords
 from rag.server.streaming import SSE_HEADERS, client_watch, drive, sse
 from rag.service import Service
+from rag.service.jobs import JOBS_KEPT
 from rag.types import Answer
 
 ANSWER_EXAMPLE = {
@@ -213,7 +214,7 @@ def router(service: Service, *, json_limit: int, upload_limit: int, max_files: i
     async def ingest_job(job_id: str):
         job = service.jobs.get(job_id)
         if job is None:
-            raise ApiError(404, f"no ingest job {job_id!r} (jobs are kept while the server runs)")
+            raise ApiError(404, f"no ingest job {job_id!r} (the last {JOBS_KEPT} jobs are kept, also across restarts)")
         return job.to_json()
 
     return api

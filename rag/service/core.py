@@ -66,7 +66,7 @@ class Service:
         self.sessions = Sessions(settings.server.sessions)
         upload_dir = Path(settings.ui.upload_dir or settings.index_path / "uploads").expanduser()
         self.uploads = UploadArea(upload_dir, settings.ui.max_upload_mb)
-        self.jobs = IngestJobs(self._run_ingest, self._ingest_finished)
+        self.jobs = IngestJobs(self._run_ingest, self._ingest_finished, settings.index_path / "jobs")
 
     @classmethod
     def from_config(
