@@ -258,3 +258,18 @@ def test_the_estimate_line():
         "100,000 papers found, 99,000 to embed (about 1,080,000 texts: chunks and sentences); expected time about "
         "4h 10m at 72 texts/s (measured on the first 64 papers)"
     )
+
+
+def test_rag_ingest_prints_the_estimate_on_stderr_but_not_with_json(tmp_path, seed_corpus, monkeypatch, capsys):
+    from rag.cli import main
+
+    monkeypatch.setattr(rag.ingest_progress, "ESTIMATE_ABOVE", 5)
+    monkeypatch.setenv("RAG_INDEX__BATCH_PAPERS", "4")
+    monkeypatch.setenv("RAG_INDEX__SENTENCE_VECTORS", "false")
+    papers = write_jsonl(tmp_path / "papers.jsonl", seed_corpus.papers[:8])
+    assert main(["ingest", str(papers), "--index", str(tmp_path / "one")]) == 0
+    out, err = capsys.readouterr()
+    assert "8 papers found, 8 to embed" in err and "expected time about" in err and "to embed" not in out
+    assert main(["ingest", str(papers), "--index", str(tmp_path / "two"), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["papers_embedded"] == 8 and "to embed" not in err
