@@ -3,10 +3,13 @@
 Each considered paper of each dev question is one row: the judge's features, and whether the paper is one
 of the question's gold papers (an unanswerable question's papers are all negatives). A logistic model
 with a little L2 is fitted by Newton's method; the question is answerable when its best paper's
-probability clears `answer.judge_threshold`. Only dev splits are ever read here.
+probability clears `answer.judge_threshold`. Inside `answer.judge_band` the judge model reads the best
+candidate; a second logistic model over (the statistics' logit, the model's log-odds) is fitted on the dev
+questions inside the band. Only dev splits are ever read here.
 
-    python -m paper_rag_eval.fit_judge                      # dev + scifact-dev, writes rag/answer/judge_weights.json
-    python -m paper_rag_eval.fit_judge --dry-run            # report only
+    python -m paper_rag_eval.fit_judge --rows-dir ROWS --with-model --band-low 0.3 --band-high 0.8
+                                                        # dev + scifact-dev, writes rag/answer/judge_weights.json
+    python -m paper_rag_eval.fit_judge --rows-dir ROWS --dry-run   # report only (rows kept in ROWS are reused)
 """
 
 from __future__ import annotations
@@ -63,6 +66,38 @@ def collect(split: str, limit: int | None = None) -> list[Row]:
     return rows
 
 
+def collect_model(split: str, limit: int | None = None) -> list[dict]:
+    """The judge model's Yes/No log-odds on each dev question's first candidate (the statistics' order), as the
+    answer would ask it: ~5 s a question on 2 cores, so kept in --rows-dir as model-SPLIT.json."""
+    from rag.answer.conversation import is_follow_up, refers_back
+    from rag.answer.judge import best_sentences
+    from rag.answer.model_judge import load_judge_model
+
+    collection = SPLIT_COLLECTION[split]
+    overrides = {"answer.mode": "extractive", "answer.judge_model": None}
+    if collection:
+        overrides["index.path"] = str(ensure_index(collection))
+    assistant = Assistant.from_config(overrides=overrides)
+    judge = load_judge_model(Assistant.from_config().settings)
+    if judge is None:
+        raise SystemExit("answer.judge_model is not set: there is no model to collect")
+    records = []
+    items = load_golden(GOLDEN_DIR / f"{split}.jsonl")[:limit]
+    for number, item in enumerate(items, start=1):
+        history = [assistant.ask(turn) for turn in item.earlier_turns]
+        candidates = assistant.candidates(item.final_question, history)
+        if history and is_follow_up(item.final_question) and refers_back(item.final_question):
+            continue  # "its ...": the judge asks no model about a follow-up on the papers already chosen
+        if candidates:
+            top = candidates[0]
+            question = assistant.ask(item.final_question, history).standalone_question
+            log_odds = judge.log_odds(question, top.hit.title, best_sentences(top))
+            records.append({"item": item.id, "kind": item.kind, "cands": [{"log_odds": round(log_odds, 3)}]})
+        print(f"\r{split} (model): {number}/{len(items)}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return records
+
+
 def fit(x: np.ndarray, y: np.ndarray, l2: float = 0.5, steps: int = 50) -> tuple[np.ndarray, float]:
     """Logistic regression by Newton's method; the intercept is not penalised."""
     design = np.hstack([x, np.ones((len(x), 1))])
@@ -90,7 +125,9 @@ def _sigmoid(z):
     return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
 
 
-def fit_all(rows: list[Row], model_rows: dict[tuple[str, str], float], l2: float) -> dict:
+def fit_all(
+    rows: list[Row], model_rows: dict[tuple[str, str], float], l2: float, band: tuple[float, float] = (0.0, 1.0)
+) -> dict:
     """The logistic models of rag.answer.judge.JudgeWeights, from dev rows."""
     by_item: dict[tuple[str, str], list[Row]] = {}
     for row in rows:
@@ -105,9 +142,12 @@ def fit_all(rows: list[Row], model_rows: dict[tuple[str, str], float], l2: float
     ans_c, ans_b = fit(x, y, l2)
     tops = {key: max(rs, key=lambda r: float(np.dot(ans_c, r.features))) for key, rs in by_item.items()}
     out = {"answers": (ans_c, ans_b), "tops": tops}
-    asked = [k for k in keys if k in model_rows]
+    # The model logistic is fitted where the judge asks the model (inside the band): the easy questions far
+    # outside it would otherwise lead it.
+    inside = {k: float(_sigmoid(np.dot(ans_c, tops[k].features) + ans_b)) for k in keys if k in model_rows}
+    asked = [k for k, p in inside.items() if band[0] <= p <= band[1]]
     if asked:
-        p = _sigmoid(np.array([tops[k].features for k in asked]) @ ans_c + ans_b)
+        p = np.array([inside[k] for k in asked])
         xm = np.column_stack([np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, 1)),
                               [model_rows[k] for k in asked]])  # fmt: skip
         ym = np.array([float(tops[k].kind != "unanswerable") for k in asked])
@@ -156,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--l2", type=float, default=0.5)
     parser.add_argument("--band-low", type=float, default=0.0, help="the model is asked above this probability")
     parser.add_argument("--band-high", type=float, default=1.0, help="... and below this one")
+    parser.add_argument(
+        "--with-model",
+        action="store_true",
+        help="collect the judge model's log-odds into --rows-dir (slow)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="fit and report; write nothing")
     parser.add_argument("--rows-dir", help="keep each split's collected rows in DIR/SPLIT.json (and reuse them)")
     args = parser.parse_args(argv)
@@ -176,12 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     model_rows: dict[tuple[str, str], float] = {}
     for split in splits:
         cached = Path(args.rows_dir or "") / f"model-{split}.json"
+        if args.with_model and args.rows_dir and not cached.exists():
+            cached.write_text(json.dumps(collect_model(split, args.limit)))
         if args.rows_dir and cached.exists():
             for record in json.loads(cached.read_text()):
                 if record["cands"]:
                     model_rows[(split, record["item"])] = record["cands"][0]["log_odds"]
-    fitted = fit_all(rows, model_rows, args.l2)
     band = (args.band_low, args.band_high)
+    fitted = fit_all(rows, model_rows, args.l2, band)
     report = question_report(fitted, model_rows, args.threshold, band)
 
     def as_json(pair) -> dict:
