@@ -63,6 +63,16 @@ def test_missing_phrase_uses_the_questions_own_words():
     assert features.coverage < 1.0 and features.rarest_missing == max(t.weight for t in features.missing)
 
 
+def test_missing_phrase_names_the_rarest_terms_first_even_words_the_collection_never_uses():
+    keywords = _Keywords({"predictor": 20, "best": 50, "accuraci": 60, "reach": 40, "structur": 30})
+    terms = question_terms("Which protein structure predictor reaches the best accuracy on CASP15?", keywords)
+    paper = "A structure-aware benchmark of multimodal models."
+    features = candidate_features(terms, paper, similarity=0.5, sentence=0.5)
+    assert {"protein", "CASP15", "best"} <= {t.word for t in features.missing}
+    # "protein" and "CASP15" appear in no indexed paper, so they are what is missing, not "best" or "predictor"
+    assert missing_phrase(terms, features.missing) == "protein structure or CASP15"
+
+
 def _candidate(title: str, text: str, score: float, sentences: list[str]) -> Candidate:
     hit = PaperHit(title, title, score, text, [])
     scored = [ScoredSentence(0, i, s, score) for i, s in enumerate(sentences)]

@@ -131,9 +131,11 @@ class JudgeWeights:
 
 
 def missing_phrase(terms: QuestionTerms, missing: Sequence[Term], limit: int = 2) -> str:
-    """What the best candidate lacks, in the question's own words: the rarest missing terms, each with the
-    content word beside it ("sheet music", "diffusion model"), joined by 'or'."""
-    ranked = sorted(missing, key=lambda t: (t.df == 0, -t.weight))[:limit]
+    """What the best candidate lacks, in the question's own words: the rarest missing terms (a word the collection
+    never uses is the rarest), each with the content word beside it ("sheet music", "diffusion model"), joined by
+    'or'. On the dev questions this names "LiDAR point clouds" rather than "frozen RGB", "stock prices" rather than
+    "transformer models"."""
+    ranked = sorted(missing, key=lambda t: (-t.weight, t.position))[:limit]
     content = {t.position for t in terms.terms}
     phrases: list[str] = []
     for term in sorted(ranked, key=lambda t: t.position):
