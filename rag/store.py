@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.chroma import explain_store_errors, open_connection, telemetry_off
+from rag.chroma import explain_store_errors, open_connection, read_stamp, telemetry_off
 from rag.errors import IndexStoreError
 from rag.store_integrity import ChromaIntegrity
 from rag.store_records import (
@@ -231,6 +231,17 @@ class ChromaStore(ChromaIntegrity):
 
     def chunk_count(self) -> int:
         return self.collection.count() if self._wanted[0] else 0
+
+    def sentence_count(self) -> int:
+        return sentences.count() if (sentences := self.sentences) is not None else 0
+
+    def written_generation(self) -> str | None:
+        """The generation the last write stamped on disk, whoever wrote it (unlike `generation`, which is the
+        one this process's client reads at). None for a server, whose other writers stamp nothing here, and
+        for a folder never stamped."""
+        if self.server is not None:
+            return None
+        return read_stamp(self.path) or None
 
     def iter_first_chunk_metadata(self) -> Iterator[ChunkMeta]:
         """The metadata of each paper's first chunk: one row per paper, paged."""
