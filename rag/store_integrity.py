@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from rag.chroma import explain_store_errors
+from rag.chroma import HNSW_CONFIG, explain_store_errors
 
 _PAGE = 5000
 
@@ -213,7 +213,7 @@ class ChromaIntegrity:
         if spare in {c.name for c in self._client.list_collections()}:
             self._client.delete_collection(spare)
         new = self._client.create_collection(
-            spare, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}, metadata=old.metadata
+            spare, embedding_function=None, configuration={"hnsw": dict(HNSW_CONFIG)}, metadata=old.metadata
         )
         lost = set(missing)
         embedded = 0
