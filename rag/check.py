@@ -34,6 +34,7 @@ import numpy as np
 
 from rag.chunking import abstract_sentences, embed_text_for, uses_title
 from rag.ingest import chunk_plan, ingest_lock
+from rag.ingest_state import forget_ingest_state
 from rag.lexical import (
     CACHE_DIR,
     CATALOG_FILE,
@@ -371,6 +372,8 @@ def _caches(library) -> list[Finding]:
 
 
 def _repair(library, report: CheckReport, say: Callable[[str], None]) -> None:
+    # A repaired index is not the one any earlier ingest saw: the next `rag ingest` reads every record.
+    forget_ingest_state(library.settings.index_path)
     store = library.store()
     by_area: dict[str, list[Finding]] = {}
     for finding in report.findings:

@@ -24,7 +24,7 @@ from pathlib import Path
 from rag import __version__
 from rag.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, RagError
 from rag.filters import parse_filters
-from rag.ingest import IngestProgress
+from rag.ingest import IngestEstimate, IngestProgress
 from rag.library import Library
 from rag.retrieval import check_question
 from rag.types import PaperHit, Problem
@@ -187,6 +187,11 @@ def log_progress(progress: IngestProgress) -> None:
     print(f"rag: {progress.describe()}", file=sys.stderr, flush=True)
 
 
+def print_estimate(estimate: IngestEstimate) -> None:
+    """Before a big ingest embeds: how much there is and how long it should take (stderr, with the progress)."""
+    print(f"rag: {estimate.describe()}", file=sys.stderr, flush=True)
+
+
 def ingest_progress(quiet: bool = False):  # -> bool | ProgressCallback
     """A bar on a terminal, one line per batch (rate, time left) in logs and pipes, or nothing."""
     return False if quiet else (True if sys.stderr.isatty() else log_progress)
@@ -199,6 +204,7 @@ def _cmd_ingest(library: Library, args: argparse.Namespace) -> int:
         prune=args.prune,
         on_problem=_print_problem,
         progress=ingest_progress(args.quiet),
+        on_estimate=None if args.json or args.quiet else print_estimate,
     )
     if args.json:
         payload = dataclasses.asdict(report)

@@ -70,6 +70,12 @@ class IndexSettings(_Section):
         description="Also embed every abstract sentence at ingest, so answers pick evidence without embedding "
         "at question time (about 2x the ingest time; extractive answers become ~5x faster).",
     )
+    trust_fingerprints: bool = Field(
+        True,
+        description="Re-ingest: when every file given has the path, size, mtime and content hash (blake2b) it had "
+        "at the last complete ingest of the same files and settings, and the index is as that run left it, "
+        "report it unchanged without reading a record; false = always read and compare every record.",
+    )
 
 
 class EmbeddingSettings(_Section):

@@ -5,12 +5,17 @@ new or changed (by content hash), which only gained or lost a source file, which
 second re-reads the inputs and embeds only the planned papers, in committed batches. Chunk ids are
 deterministic (`paper_id#n`) and a paper's old chunks are deleted before its new ones are added,
 so a run killed at any point resumes with no duplicates and nothing lost.
+
+Before both, files whose fingerprints (and the index) are as the last complete ingest of them left
+them are reported unchanged without a record read (rag.ingest_state): parsing is what a no-op
+re-ingest of a big library spends its time on.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -22,12 +27,48 @@ from rag.chunking import ChunkPlan, abstract_sentences, chunk_paper, tiktoken_co
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import IndexStoreError
+from rag.ingest_progress import (
+    ESTIMATE_ABOVE,
+    EstimateCallback,
+    Estimator,
+    IngestEstimate,
+    IngestProgress,
+    ProgressCallback,
+    format_duration,
+)
+from rag.ingest_state import (
+    Entry,
+    FileFingerprint,
+    IndexMark,
+    IngestState,
+    Inputs,
+    Outcome,
+    cited_others,
+    listing_digest,
+    settings_fingerprint,
+)
 from rag.lexical import PaperCatalog, remove_caches
 from rag.problems import ProblemTally
 from rag.records import Record
-from rag.sources import add_sources, builtin_corpus_paths, duplicate_problem, fill_fields, iter_records
+from rag.sources import add_sources, builtin_corpus_paths, duplicate_problem, expand_paths, fill_fields, iter_records
 from rag.store import ChromaStore, IndexedPaper
 from rag.types import Chunk, Paper, Problem
+
+__all__ = [
+    "ESTIMATE_ABOVE",
+    "EstimateCallback",
+    "IngestEstimate",
+    "IngestProgress",
+    "IngestReport",
+    "ProgressCallback",
+    "chunk_plan",
+    "default_paths",
+    "format_duration",
+    "ingest",
+    "ingest_lock",
+    "paper_hash",
+    "sentences_of",
+]
 
 # Reads the inputs once more each time it is called: (report a problem, note a file read) -> records.
 RecordSource = Callable[[Callable[[Problem], None], Callable[[str], None]], Iterator[Record]]
@@ -49,42 +90,6 @@ class IngestReport:
     problem_summary: list[str] = field(default_factory=list)  # one line per kind with more than were listed
     seconds: float = 0.0
     embed_seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class IngestProgress:
-    """Where an ingest stands after a committed batch: counts, rate and time left."""
-
-    done: int  # papers embedded so far
-    total: int  # papers planned for embedding
-    chunks: int
-    seconds: float  # since embedding started
-
-    @property
-    def rate(self) -> float:
-        """Papers per second so far."""
-        return self.done / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def seconds_left(self) -> float | None:
-        return (self.total - self.done) / self.rate if self.rate > 0 else None
-
-    def describe(self) -> str:
-        left = self.seconds_left
-        eta = "" if left is None else f", {format_duration(left)} left"
-        return f"embedded {self.done}/{self.total} papers ({self.chunks} chunks), {self.rate:.1f} papers/s{eta}"
-
-
-def format_duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
-
-
-ProgressCallback = Callable[[IngestProgress], None]
 
 
 @dataclass
@@ -138,6 +143,7 @@ def ingest(
     progress: bool | ProgressCallback = True,
     catalog: PaperCatalog | None = None,
     records: RecordSource | None = None,
+    on_estimate: EstimateCallback | None = None,
 ) -> IngestReport:
     """Bring the index up to date with `paths` (default: corpus.paths, else the built-in corpus).
 
@@ -149,10 +155,18 @@ def ingest(
     `progress` is True for a progress bar, False for silence, or a callable receiving an
     `IngestProgress` (counts, rate, time left) after each committed batch. `records` replaces
     the files as the input (e.g. LlamaIndex documents); it is read twice, like files.
+    `on_estimate` hears once, before an ingest of over `ESTIMATE_ABOVE` papers to embed, how long
+    it should take (from the rate the last big ingest into this index measured, else after the
+    first batch).
+
+    Files whose fingerprints and index match the last complete ingest of them are reported
+    unchanged without being read (`index.trust_fingerprints`, see rag.ingest_state); the report
+    then carries that run's counts and problems.
     """
     started = time.perf_counter()
+    files: list[Path] | None = None
     if records is None:
-        paths = list(paths) if paths else default_paths(settings)
+        paths = files = [Path(p) for p in paths] if paths else default_paths(settings)
 
         def records(report: Callable[[Problem], None], on_file: Callable[[str], None]) -> Iterator[Record]:
             return iter_records(
@@ -174,11 +188,13 @@ def ingest(
     fingerprint = f"{embedder.model_name}|{plan_chunks}"
 
     with ingest_lock(store.path):
+        state = IngestState(store.path, store.collection_name)
         if rebuild:
             store.drop()
             if catalog is not None:
                 catalog.drop()
             remove_caches(settings.index_path)
+            state.forget()
         store.open_for(
             embedder.model_name,
             embedder.dimension,
@@ -186,12 +202,21 @@ def ingest(
             precision=embedder.precision,
             backend=embedder.backend,
         )
-        if not rebuild:
-            damage = store.damage()
+        inputs = _inputs(files, settings, embedder, fingerprint, store, prune) if files is not None else None
+        trusted = None
+        if inputs is not None and settings.index.trust_fingerprints and not rebuild:
+            trusted = _unchanged(state, inputs, store, catalog)
+        if not rebuild:  # the probe looks up the ids the run being trusted chose: none found by position
+            damage = store.damage(ids=trusted.probe if trusted else None)
             if damage:
                 raise IndexStoreError(f"{store.where} is damaged: {damage}")
+        if trusted is not None:
+            _report_outcome(report, trusted.outcome, report_problem)
+            report.seconds = time.perf_counter() - started
+            return report
         plan = _plan(records, fingerprint, problem)
         indexed = store.indexed_papers()
+        others = cited_others((s for entry in indexed.values() for s in entry.sources), plan.files_read)
         kept = _keep_unread_sources(plan, indexed, prune)
         _merge_sources(store, records, plan, indexed, kept, fingerprint)
         report.files_read = len(plan.files_read)
@@ -204,7 +229,9 @@ def ingest(
             if pid not in indexed or indexed[pid].paper_hash != h or not indexed[pid].complete
         }
         report.papers_unchanged = len(plan.hashes) - len(to_embed)
-        _embed_planned(
+        encoder = f"{embedder.model_name}|{embedder.backend}|{embedder.precision}|{settings.index.sentence_vectors}"
+        estimator = Estimator(on_estimate, len(plan.hashes), len(to_embed), state.rate(encoder), encoder)
+        chunkless = _embed_planned(
             store,
             embedder,
             records,
@@ -215,6 +242,7 @@ def ingest(
             report,
             progress,
             sentence_vectors=settings.index.sentence_vectors,
+            estimator=estimator,
         )
 
         sources_changed = {
@@ -225,6 +253,7 @@ def ingest(
             and (tuple(sources) != indexed[pid].sources or _hashes_changed(plan, indexed[pid], pid))
         }
         gone, shrunk = _vanished(indexed, plan)
+        remaining = (set(indexed) | set(plan.hashes)) - (gone if prune else set())
         if prune:
             store.delete_papers(sorted(gone))
             report.papers_pruned = len(gone)
@@ -236,9 +265,82 @@ def ingest(
         report.sources_updated = len(sources_changed)
         if catalog is not None:  # BM25 and filters follow Chroma; only changed papers are re-tokenized
             catalog.refresh(store)
-    report.problem_summary = tally.summary()
+        report.problem_summary = tally.summary()
+        # Remembered only where the same inputs would now find nothing to do: a paper that gave no chunks
+        # would be planned again, so that run would not be a no-op.
+        if inputs is not None and not chunkless and (mark := _index_mark(store)) is not None:
+            state.record(Entry(inputs, others, mark, _outcome_of(report, prune), store.probe_ids(list(remaining))))
+        if (rate := estimator.measured()) is not None:
+            state.set_rate(rate)
+        state.save()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _inputs(
+    files: list[Path], settings: Settings, embedder: Embedder, fingerprint: str, store: ChromaStore, prune: bool
+) -> Inputs | None:
+    """The files this run reads, fingerprinted before any is read (a file changed meanwhile then differs next
+    time), with everything else that decides what they become in the index. None if one cannot be read."""
+    from rag import __version__
+
+    listing: list[Problem] = []
+    prints = [FileFingerprint.of(path) for path in expand_paths(files, listing.append)]
+    if any(p is None for p in prints):
+        return None
+    parts = (
+        __version__,
+        fingerprint,
+        embedder.precision,
+        store.collection_name,
+        settings.sources.model_dump_json(),
+        settings.corpus.max_abstract_chars,
+        settings.index.sentence_vectors,
+    )
+    return Inputs(settings_fingerprint(parts), prune, tuple(p for p in prints if p), listing_digest(listing))
+
+
+def _index_mark(store: ChromaStore) -> IndexMark | None:
+    generation = store.written_generation()
+    return None if generation is None else IndexMark(generation, store.chunk_count(), store.sentence_count())
+
+
+def _unchanged(state: IngestState, inputs: Inputs, store: ChromaStore, catalog: PaperCatalog | None) -> Entry | None:
+    """The last complete run over these very inputs, if the index (and its catalog) is still as it left it."""
+    mark = _index_mark(store)
+    if mark is None:
+        return None
+    entry = state.match(inputs, mark)
+    if entry is None or (catalog is not None and not catalog.is_current(store)):
+        return None
+    return entry
+
+
+def _outcome_of(report: IngestReport, prune: bool) -> Outcome:
+    """What a run over the same inputs reports next: every paper unchanged, the missing ones still missing
+    (none after --prune), the same problems."""
+    return Outcome(
+        files_read=report.files_read,
+        records_read=report.records_read,
+        papers_seen=report.papers_seen,
+        papers_missing=0 if prune else report.papers_missing,
+        problems=list(report.problems),
+        problems_total=report.problems_total,
+        problem_summary=list(report.problem_summary),
+    )
+
+
+def _report_outcome(report: IngestReport, outcome: Outcome, report_problem: Callable[[Problem], None] | None) -> None:
+    report.files_read = outcome.files_read
+    report.records_read = outcome.records_read
+    report.papers_seen = report.papers_unchanged = outcome.papers_seen
+    report.papers_missing = outcome.papers_missing
+    report.problems = list(outcome.problems)
+    report.problems_total = outcome.problems_total
+    report.problem_summary = list(outcome.problem_summary)
+    for item in report.problems:  # the files are as they were, so are their problems
+        if report_problem:
+            report_problem(item)
 
 
 def _plan(records: RecordSource, fingerprint: str, problem: Callable[[Problem], None]) -> _Plan:
@@ -326,34 +428,48 @@ def _embed_planned(
     report: IngestReport,
     progress: bool | ProgressCallback,
     sentence_vectors: bool = True,
-) -> None:
+    estimator: Estimator | None = None,
+) -> int:
+    """Embed and commit the planned papers in batches; returns how many of them gave no chunk at all."""
     if not to_embed:
-        return
+        return 0
     from tqdm import tqdm
 
+    estimator = estimator or Estimator(None, 0, 0, None, "")
+    if (estimate := estimator.before()) is not None:
+        estimator.say(estimate)
     count_budget = tiktoken_counter()
     bar = tqdm(total=len(to_embed), unit="paper", desc="embedding", disable=progress is not True, dynamic_ncols=True)
-    started = time.perf_counter()
+    started = last = time.perf_counter()
+    chunkless = 0
     try:
         for batch in _batches(_planned_papers(records, plan, to_embed), batch_papers):
             chunks = [c for paper in batch for c in chunk_paper(paper, chunk_plan, count_budget, embedder.count_tokens)]
+            chunkless += len(batch) - len({c.paper_id for c in chunks})
             sentences = sentences_of(chunks) if sentence_vectors else []
             t0 = time.perf_counter()
             vectors = embedder.embed([c.embed_text for c in chunks])
             sentence_matrix = embedder.embed([text for _, _, text in sentences]) if sentences else None
-            report.embed_seconds += time.perf_counter() - t0
+            embed_seconds = time.perf_counter() - t0
+            report.embed_seconds += embed_seconds
             hashes = {p.paper_id: plan.hashes[p.paper_id] for p in batch}
             source_hashes = {p.paper_id: plan.source_hashes.get(p.paper_id, {}) for p in batch}
             store.replace_papers(batch, hashes, chunks, vectors, sentences, sentence_matrix, source_hashes)
             report.papers_embedded += len(batch)
             report.chunks_embedded += len(chunks)
+            texts, now = len(chunks) + len(sentences), time.perf_counter()
+            if estimate := estimator.after_batch(len(batch), texts, now - last, embed_seconds):  # reading included
+                with tqdm.external_write_mode(file=sys.stderr):
+                    estimator.say(estimate)
             bar.update(len(batch))
             bar.set_postfix(chunks=report.chunks_embedded)
             if callable(progress):
                 elapsed = time.perf_counter() - started
                 progress(IngestProgress(report.papers_embedded, len(to_embed), report.chunks_embedded, elapsed))
+            last = time.perf_counter()
     finally:
         bar.close()
+    return chunkless
 
 
 def sentences_of(chunks: list[Chunk]) -> list[tuple[str, int, str]]:

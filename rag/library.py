@@ -18,7 +18,7 @@ from rag.config import Settings, load_settings
 from rag.embedding import Embedder, load_embedder
 from rag.errors import IndexStoreError
 from rag.filters import PaperFilter
-from rag.ingest import IngestReport, ProgressCallback, ingest
+from rag.ingest import EstimateCallback, IngestReport, ProgressCallback, ingest
 from rag.lexical import PaperCatalog, cache_dir
 from rag.retrieval import Retriever
 from rag.store import ChromaStore, StoreStats
@@ -108,7 +108,10 @@ class Library:
         prune: bool = False,
         on_problem: Callable[[Problem], None] | None = None,
         progress: bool | ProgressCallback = True,
+        on_estimate: EstimateCallback | None = None,
     ) -> IngestReport:
+        """Bring the index up to date with these files (see `rag.ingest.ingest`); `on_estimate` hears how long
+        a big ingest should take, before it embeds."""
         store = self.store(create=True)
         catalog = self.catalog()
         self._retriever = None
@@ -122,6 +125,7 @@ class Library:
             report_problem=on_problem,
             progress=progress,
             catalog=catalog,
+            on_estimate=on_estimate,
         )
 
     def ingest_documents(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.chroma import explain_store_errors, open_connection, telemetry_off
+from rag.chroma import HNSW_CONFIG, SEARCH_EF, explain_store_errors, open_connection, read_stamp, telemetry_off
 from rag.errors import IndexStoreError
 from rag.store_integrity import ChromaIntegrity
 from rag.store_records import (
@@ -144,18 +144,32 @@ class ChromaStore(ChromaIntegrity):
             self._client.create_collection(
                 self.collection_name,
                 embedding_function=None,
-                configuration={"hnsw": {"space": "cosine"}},
+                configuration={"hnsw": dict(HNSW_CONFIG)},
                 metadata=metadata,
             )
             self._announce_write()
         names = {c.name for c in self._client.list_collections()}
         if create and self.sentence_collection_name not in names:
             self._client.create_collection(
-                self.sentence_collection_name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+                self.sentence_collection_name, embedding_function=None, configuration={"hnsw": dict(HNSW_CONFIG)}
             )
             names.add(self.sentence_collection_name)
         self._wanted = (True, self.sentence_collection_name in names)
         self._fetch_collections()
+        if create:  # a writer brings an index built before SEARCH_EF up to it
+            self._widen_search()
+
+    def _widen_search(self) -> None:
+        """Set `SEARCH_EF` on collections created with a narrower HNSW search (Chroma's default, 100)."""
+        for collection in (self._collection, self._sentences):
+            if collection is None:
+                continue
+            try:
+                ef = (collection.configuration or {}).get("hnsw", {}).get("ef_search")
+                if ef is not None and ef < SEARCH_EF:
+                    collection.modify(configuration={"hnsw": {"ef_search": SEARCH_EF}})
+            except Exception:  # noqa: BLE001 - a server that cannot change it still searches, as before
+                pass
 
     def _fetch_collections(self) -> None:
         """Collection handles from the current client (again after a reopen)."""
@@ -231,6 +245,17 @@ class ChromaStore(ChromaIntegrity):
 
     def chunk_count(self) -> int:
         return self.collection.count() if self._wanted[0] else 0
+
+    def sentence_count(self) -> int:
+        return sentences.count() if (sentences := self.sentences) is not None else 0
+
+    def written_generation(self) -> str | None:
+        """The generation the last write stamped on disk, whoever wrote it (unlike `generation`, which is the
+        one this process's client reads at). None for a server, whose other writers stamp nothing here, and
+        for a folder never stamped."""
+        if self.server is not None:
+            return None
+        return read_stamp(self.path) or None
 
     def iter_first_chunk_metadata(self) -> Iterator[ChunkMeta]:
         """The metadata of each paper's first chunk: one row per paper, paged."""

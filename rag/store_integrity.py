@@ -8,11 +8,11 @@ texts when vectors are gone. A mixin of `ChromaStore`; rag.check decides when to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from rag.chroma import explain_store_errors
+from rag.chroma import HNSW_CONFIG, explain_store_errors
 
 _PAGE = 5000
 
@@ -21,12 +21,20 @@ _PAGE = 5000
 class ChromaIntegrity:
     """Needs from its host: `collection`, `sentences`, `_client`, `_wanted`, `_announce_write`, `_fetch_collections`."""
 
-    def damage(self, samples: int = 8, which: tuple[str, ...] = ("chunks", "sentences")) -> str | None:
+    def damage(
+        self,
+        samples: int = 8,
+        which: tuple[str, ...] = ("chunks", "sentences"),
+        ids: Mapping[str, Sequence[str]] | None = None,
+    ) -> str | None:
         """Cheap: whether the vector index holds a few stored chunks and sentences, spread over each
         collection, and finds one of them by its own vector. One line naming the damage, or None.
 
         Chroma keeps texts and metadata in chroma.sqlite3 and vectors in the HNSW folders beside it;
         when those folders are lost, counts and texts look fine while searches return strangers.
+        `ids` names the stored ids to look up per collection (see `probe_ids`); otherwise they are
+        found by position, which reads further into the collection the larger it is (about 1 s at
+        100,000 sentences).
         """
         from chromadb.errors import InternalError
 
@@ -37,13 +45,16 @@ class ChromaIntegrity:
                 total = collection.count()
                 if not total:
                     continue
-                offsets = sorted({i * total // samples for i in range(samples)})
-                ids = [i for o in offsets for i in collection.get(limit=1, offset=o, include=[])["ids"]]
+                if ids and ids.get(label):
+                    sample = list(ids[label])
+                else:
+                    offsets = sorted({i * total // samples for i in range(samples)})
+                    sample = [i for o in offsets for i in collection.get(limit=1, offset=o, include=[])["ids"]]
                 try:
-                    got = collection.get(ids=ids, include=["embeddings"])
+                    got = collection.get(ids=sample, include=["embeddings"])
                 except InternalError:
                     got = None
-                if got is None or got["embeddings"] is None or len(got["embeddings"]) != len(ids):
+                if got is None or got["embeddings"] is None or len(got["embeddings"]) != len(sample):
                     return (
                         f"vectors of its {label} are missing from the vector index ({total:,} {label} stored); "
                         "`rag check --repair` re-embeds them from the stored texts"
@@ -57,6 +68,18 @@ class ChromaIntegrity:
             except Exception:  # noqa: BLE001 - a probe that cannot run proves nothing either way
                 return None
         return None
+
+    def probe_ids(self, paper_ids: Sequence[str], samples: int = 8) -> dict[str, list[str]]:
+        """Ids for `damage(ids=...)`: the first chunk and first sentence of `samples` of these papers, spread
+        over them, that the index stores now (found by id, without reading the collections through)."""
+        picked = sorted(paper_ids)
+        picked = [picked[i * len(picked) // samples] for i in range(samples)] if len(picked) > samples else picked
+        found: dict[str, list[str]] = {}
+        for label, collection in self._open_collections():
+            wanted = [f"{pid}#0" if label == "chunks" else f"{pid}~0" for pid in dict.fromkeys(picked)]
+            stored = set(collection.get(ids=wanted, include=[])["ids"]) if wanted else set()
+            found[label] = [i for i in wanted if i in stored]
+        return found
 
     def _recover_interrupted_repair(self) -> None:
         """A repair killed between dropping a collection and renaming its rebuilt copy: finish the rename."""
@@ -190,7 +213,7 @@ class ChromaIntegrity:
         if spare in {c.name for c in self._client.list_collections()}:
             self._client.delete_collection(spare)
         new = self._client.create_collection(
-            spare, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}, metadata=old.metadata
+            spare, embedding_function=None, configuration={"hnsw": dict(HNSW_CONFIG)}, metadata=old.metadata
         )
         lost = set(missing)
         embedded = 0

@@ -237,3 +237,29 @@ def test_the_store_shows_what_its_vectors_were_made_from(seed_library):
     assert {meta.paper_id for meta, _ in chunks} == {meta.paper_id for meta in store.iter_first_chunk_metadata()}
     sentences = store.sentence_texts()
     assert len(sentences) > len({meta.paper_id for meta, _ in chunks}) and all(sentences)
+
+
+def test_vector_search_looks_wide_and_an_older_index_is_widened_by_a_writer(seed_library, tmp_path):
+    """Chroma rebuilds the unpersisted tail of its HNSW graph differently at each open; at its default
+    search width (ef 100) a query then misses one of its true nearest chunks on some opens only."""
+    import chromadb
+
+    from rag.chroma import SEARCH_EF
+    from rag.store import INDEX_FORMAT, ChromaStore
+
+    store = seed_library.store()
+    assert store.collection.configuration["hnsw"]["ef_search"] == SEARCH_EF
+    assert store.sentences.configuration["hnsw"]["ef_search"] == SEARCH_EF
+
+    meta = {"embedding_model": "m", "dimension": 3, "index_format": INDEX_FORMAT, "embedding_precision": "fp32"}
+    client = chromadb.PersistentClient(str(tmp_path / "old"))
+    client.create_collection("papers", configuration={"hnsw": {"space": "cosine"}}, metadata=meta)
+    client.create_collection("papers-sentences", configuration={"hnsw": {"space": "cosine"}})
+    assert client.get_collection("papers").configuration["hnsw"]["ef_search"] < SEARCH_EF  # as built before
+    reader = ChromaStore(tmp_path / "old", "papers", create=False)
+    reader.open_for("m", 3, create=False)
+    assert reader.collection.configuration["hnsw"]["ef_search"] < SEARCH_EF  # a search changes nothing
+    writer = ChromaStore(tmp_path / "old", "papers", create=True)
+    writer.open_for("m", 3, create=True)
+    for name in ("papers", "papers-sentences"):
+        assert writer._client.get_collection(name).configuration["hnsw"]["ef_search"] == SEARCH_EF
