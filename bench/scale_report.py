@@ -111,6 +111,11 @@ def write_report(results: dict, out: Path) -> str:
     return text
 
 
+def batch_note(row: dict) -> str:
+    batch = row.get("batch_papers")
+    return f", ingested {batch} papers a batch (default 64)" if batch and batch != 64 else ""
+
+
 def _pair(entry: dict | None) -> str:
     return f"{entry['p50_ms']} / {entry['p95_ms']}" if entry else "–"
 
@@ -150,7 +155,8 @@ def scale_tables(results: dict, rows: list[dict]) -> list[str]:
     ]
     for r in rows:
         lines.append(
-            f"| {r['papers']:,} | {r['vectors']} | {r['chunks']:,} + {r['sentences']:,} | {r['ingest_papers_per_s']} "
+            f"| {r['papers']:,} | {r['vectors']}{batch_note(r)} | {r['chunks']:,} + {r['sentences']:,} "
+            f"| {r['ingest_papers_per_s']} "
             f"| {r['peak_rss_mb']:,} | {r['index_mb']:,} | {r.get('noop_cli_s', '–')} / {r['noop_inprocess_s']} "
             f"| {r.get('check_cli_s', '–')} | {_pair(r.get('hybrid'))} | {_pair(r.get('extractive'))} "
             f"| {_pair(r.get('server_hybrid'))} |"
