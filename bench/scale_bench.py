@@ -59,7 +59,7 @@ from rag.chunking import split_sentences  # noqa: E402
 from rag.config import load_settings  # noqa: E402
 from rag.library import Library  # noqa: E402
 
-BIG, BIG_BATCH_PAPERS = 100_000, 256
+BIG, BIG_BATCH_PAPERS = 50_000, 256
 
 
 class ComposedEmbedder(StandInEmbedder):
@@ -188,7 +188,7 @@ def scale_one(papers: int, work: Path, pool: Path, vectors: str, raw_sample: int
     index = work / f"index-{papers}"
     shutil.rmtree(index, ignore_errors=True)
     # At the default 64 papers a batch, 10k stand-in papers went at about 40 papers/s on 2 busy cores
-    # (100k: over 40 minutes, extrapolated); bigger batches (as this bench used before) fit the time.
+    # (100k: over 40 minutes, extrapolated); from 50k on, bigger batches (as this bench used before).
     # Only the commit size differs: no-op re-ingest, check and search run with the default settings.
     batch = BIG_BATCH_PAPERS if papers >= BIG and vectors != "real" else None
     settings = size_settings(index, {"index.batch_papers": batch} if batch else None)
@@ -453,6 +453,7 @@ def main() -> None:
     )
     parser.add_argument("--ask", type=int, default=5, help="baseline: questions answered end to end by each system")
     parser.add_argument("--with-baselines", action="store_true", help="also the built-in corpus and quickstart steps")
+    parser.add_argument("--append", action="store_true", help="add these sizes to OUT/scale.json's (a second run)")
     parser.add_argument("--step", help=argparse.SUPPRESS)  # internal: scale:N | cli:N | server:N | ours
     parser.add_argument("--vectors", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -498,6 +499,15 @@ def main() -> None:
             side["ask_summary"] = ask_summary(side.pop("ask"))
         results["baseline"] = {"ours": ours, "quickstart": theirs}
     results["scale"] = []
+    if args.append and (args.out / "scale.json").exists():  # an earlier run's sizes, kept with its machine record
+        earlier = json.loads((args.out / "scale.json").read_text())
+        results["runs"] = earlier.get("runs") or [
+            {
+                "sizes": [r["papers"] for r in earlier["scale"]],
+                **{k: earlier["machine"].get(k) for k in ("start", "end")},
+            }
+        ]
+        results["scale"] = earlier["scale"]
     for size in [int(s) for s in args.sizes.split(",") if s]:
         vectors = vectors_for(size, args.real_up_to, args.pool)
         print(f"synthetic corpus of {size} papers ({vectors} vectors) ...", file=sys.stderr)
@@ -515,6 +525,9 @@ def main() -> None:
         results["pool_vectors"] = json.loads(embedded.read_text())
     results["machine"]["end"] = machine_load()
     results["wall_s"] = round(time.perf_counter() - bench_started, 1)
+    if "runs" in results:
+        this = {"sizes": [int(s) for s in args.sizes.split(",") if s], "wall_s": results["wall_s"]}
+        results["runs"].append(this | {k: results["machine"][k] for k in ("start", "end")})
     (args.out / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
     from scale_report import write_report
 
