@@ -135,10 +135,22 @@ def scale_tables(results: dict, rows: list[dict]) -> list[str]:
     raw_rate = real["raw_texts_per_s"] if real else None
     start, end = results["machine"].get("start"), results["machine"].get("end")
     lines = []
-    if start:
+    for run in results.get("runs") or []:  # sizes measured by separate invocations (--append)
+        sizes = ", ".join(f"{n:,}" for n in run["sizes"])
+        loads = [
+            f"{when} {run[key]['at']} load average {', '.join(f'{x:.2f}' for x in run[key]['loadavg_1_5_15'])}"
+            for key, when in (("start", "start"), ("end", "end"))
+            if run.get(key)
+        ]
+        note = f" ({run['end']['note']})" if run.get("end", {}).get("note") else ""
+        wall = f", wall time {run['wall_s']} s" if run.get("wall_s") else ""
+        lines.append(f"Run for {sizes} papers: {'; '.join(loads)}{note}{wall}.")
+    if results.get("runs"):
+        lines.append("")
+    elif start:
         load = ", ".join(f"{x:.2f}" for x in start["loadavg_1_5_15"])
         lines.append(f"Load average (1/5/15 min) at the start ({start['at']}): {load}.")
-    if end:
+    if end and not results.get("runs"):
         load = ", ".join(f"{x:.2f}" for x in end["loadavg_1_5_15"])
         lines.append(f"At the end ({end['at']}): {load}. Bench wall time: {results.get('wall_s', '?')} s.")
     lines += [
