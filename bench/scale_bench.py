@@ -1,25 +1,32 @@
-"""Scale benchmark: one command, every figure measured in the same run; JSON + Markdown + PNG.
+"""Scale benchmark (issue 24): one command, every figure measured in the same run; JSON + Markdown + PNG.
 
-    .venv/bin/python bench/scale_bench.py                       # sizes 1k,10k,100k; --sizes 1000,10000 for less
-    .venv/bin/python bench/scale_bench.py --skip-builtin --skip-quickstart --sizes 10000
+    .venv/bin/python bench/scale_bench.py                       # 1k, 10k, 100k papers (about 50 min on 2 cores)
+    .venv/bin/python bench/scale_bench.py --sizes 1000,10000 --work /tmp/scale-work
 
-1. Built-in corpus, real model (`bench/ingest_bench.py` in a subprocess): ingest throughput against
-   raw `SentenceTransformer.encode` of the same texts, peak RSS, warm re-ingest, search latency.
-2. End-to-end `ask` with the embedded model: first token and total, after a warm-up.
-3. Baseline: the same corpus through a LlamaIndex quickstart (`bench/quickstart_baseline.py`), and
-   this project on the same golden questions: ingest time, search latency, hit@1/hit@5, ask latency.
-4. Synthetic corpora of 1k / 10k / 100k papers in the arXiv snapshot format (`bench/synth_corpus.py`),
-   each ingested in its own process: ingest rate and peak RSS, index size on disk, warm re-ingest,
-   search latency p50/p95 (dense, hybrid) with the real model embedding each question.
+For each size, a synthetic corpus in the arXiv snapshot format (`bench/synth_corpus.py`: real abstract
+sentences recombined, real titles spliced), then, each step in its own process:
 
-Embedding 100k papers with MiniLM on 2 CPU cores would take over a day, so the synthetic corpora's
-chunk vectors are composed: every synthetic sentence is a real abstract sentence whose MiniLM vector
-was computed once and kept in --pool (default ~/.cache/paper-rag/scale-pool): on a GPU with
-`bench/synth_corpus.py --pool-texts POOL` then `bench/gpu_vectors.py embed POOL MODEL_DIR POOL`, or
-here on the first run (~46k short sentences: minutes to half an hour on 2 cores). A chunk's vector
-is the normalised mean of its sentences'. The
-pipeline around the encoder (parsing, chunking with both tokenizers, Chroma writes, the BM25 catalog)
-runs for real; the encoder's own cost is measured in step 1. With a CUDA GPU, step 1 embeds there.
+1. `scale:N` - ingest into a fresh index (default settings): papers/s, peak RSS, index size on disk;
+   for real-vector sizes, the raw encoder given again the very calls ingest made to it (a seeded
+   sample, --raw-sample texts), right after, in the same process: ingest ÷ raw encoder; a no-op
+   re-ingest in-process; hybrid and dense search p50/p95 over 50 golden questions; extractive answers
+   (`rag ask --extractive`: rag.Assistant with answer.mode extractive, answer.judge_model null).
+2. `cli:N` - what a user runs in a new process: `rag ingest` of the same unchanged file, `rag check`.
+3. `server:N` - `chroma run --path INDEX` on 127.0.0.1, this project as its client (`index.server`):
+   hybrid and dense search, extractive answers, the server's peak RSS. The server is always stopped.
+The index is deleted once measured.
+
+Vectors: sizes up to --real-up-to (default 1,000) are embedded by MiniLM during ingest. Larger ones
+would take hours on 2 CPU cores, so their chunk and sentence vectors are composed from a pool of real
+sentence vectors when --pool holds them (made on a GPU: `bench/synth_corpus.py --pool-texts POOL`, then
+`bench/gpu_vectors.py embed POOL MODEL_DIR POOL`), else stand-ins: the real model's identity and
+tokenizer, a seeded random unit vector per text. Parsing, chunking with both tokenizers, Chroma's
+writes and the BM25 catalog run for real either way, and every search embeds the question with the
+real model. For those sizes the report derives ingest with MiniLM from the raw encoder's measured rate.
+
+The default answer mode (with the judge model) is not re-run: its latency is read from an evaluation
+report (--default-answer-report). --with-baselines adds the built-in corpus (`bench/ingest_bench.py`)
+and the LlamaIndex quickstart comparison (`bench/quickstart_baseline.py`).
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ from quickstart_baseline import golden_questions, measure_search, percentile, re
 from rag.chunking import split_sentences  # noqa: E402
 from rag.config import load_settings  # noqa: E402
 from rag.library import Library  # noqa: E402
+
+BIG, BIG_BATCH_PAPERS = 50_000, 256
 
 
 class ComposedEmbedder(StandInEmbedder):
@@ -116,7 +125,61 @@ def time_searches(library: Library, questions: list[str], mode: str, k: int = 10
 # --- one synthetic size, in its own process ------------------------------------------------------------
 
 
-def scale_one(papers: int, work: Path, pool: Path) -> dict:
+class RecordingEmbedder:
+    """The real embedder, unchanged; remembers every text ingest gave it (for the raw-encoder measure)."""
+
+    def __init__(self, base) -> None:
+        self._base = base
+        self.calls: list[tuple[list[str], float]] = []  # (texts, seconds) of each call ingest made
+
+    def __getattr__(self, name):
+        return getattr(self._base, name)
+
+    def embed(self, texts):
+        started = time.perf_counter()
+        vectors = self._base.embed(texts)
+        self.calls.append((list(texts), time.perf_counter() - started))
+        return vectors
+
+
+def rag_cli(index: Path, *args: str, timeout: float = 900) -> dict:
+    """One `rag` command in a new process: wall seconds and its --json output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "rag.cli", *args, "--index", str(index), "--json"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"wall_s": None, "rc": None, "output": {"timed_out_after_s": timeout}}
+    wall = time.perf_counter() - started
+    try:
+        output = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        output = {"stdout": done.stdout[-500:], "stderr": done.stderr[-500:]}
+    return {"wall_s": round(wall, 2), "rc": done.returncode, "output": output}
+
+
+def size_settings(index: Path, extra: dict | None = None):
+    return load_settings(overrides={"index.path": str(index)} | (extra or {}), env={})
+
+
+def time_answers(library: Library, questions: list[str]) -> dict:
+    """`rag ask --extractive` through rag.Assistant: extractive answers, no judge model."""
+    from rag.answering import Assistant
+
+    assistant = Assistant.from_config(library=library)
+    assistant.ask("warm-up: what is a visual token?")
+    latencies = [assistant.ask(q).timings["total_ms"] for q in questions]
+    return {"p50_ms": round(statistics.median(latencies), 1), "p95_ms": round(percentile(latencies, 95), 1)}
+
+
+def scale_one(papers: int, work: Path, pool: Path, vectors: str, raw_sample: int, answers: int) -> dict:
     from synth_corpus import find_scifact, load_pool, write_corpus
 
     corpus = work / f"synth-{papers}.jsonl"
@@ -124,33 +187,167 @@ def scale_one(papers: int, work: Path, pool: Path) -> dict:
         write_corpus(load_pool(find_scifact()), papers, corpus)
     index = work / f"index-{papers}"
     shutil.rmtree(index, ignore_errors=True)
-    settings = load_settings(overrides={"index.path": str(index), "index.batch_papers": 256}, env={})
-    plain = Library(settings)
-    real = plain.embedder
-    composed = ComposedEmbedder(real, load_pool_table(pool, plain))
-    library = Library(settings, composed)
+    # At the default 64 papers a batch, 10k stand-in papers went at about 40 papers/s on 2 busy cores
+    # (100k: over 40 minutes, extrapolated); from 50k on, bigger batches (as this bench used before).
+    # Only the commit size differs: no-op re-ingest, check and search run with the default settings.
+    batch = BIG_BATCH_PAPERS if papers >= BIG and vectors != "real" else None
+    settings = size_settings(index, {"index.batch_papers": batch} if batch else None)
+    real = Library(settings).embedder
+    if vectors == "real":
+        real.embed(["warm-up"])  # model load is not ingest
+        embedder = RecordingEmbedder(real)
+    elif vectors == "composed":
+        embedder = ComposedEmbedder(real, load_pool_table(pool, Library(settings)))
+    else:
+        from noop_reingest import HashedVectors
+
+        embedder = HashedVectors(real)
+    library = Library(settings, embedder)
     rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report = library.ingest([corpus], progress=True)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    warm = library.ingest([corpus], progress=False)
-    size_mb = folder_mb(index)
-    library = Library(settings, real)  # questions are embedded by the real model
-    questions = [q for q, _ in golden_questions()][:50]
-    return {
+    store = library.store()
+    sentences = len(store.sentence_texts())
+    texts = report.chunks_embedded + sentences
+    row: dict = {
         "papers": report.papers_embedded,
+        "vectors": vectors,
+        "batch_papers": settings.index.batch_papers,
         "chunks": report.chunks_embedded,
+        "sentences": sentences,
         "corpus_mb": round(corpus.stat().st_size / 1e6, 1),
         "ingest_s": round(report.seconds, 1),
+        "ingest_embed_s": round(report.embed_seconds, 1),
         "ingest_papers_per_s": round(report.papers_embedded / report.seconds, 1),
-        "ingest_chunks_per_s": round(report.chunks_embedded / report.seconds, 1),
+        "ingest_texts_per_s": round(texts / report.seconds, 1),
         "peak_rss_mb": round(peak_mb, 1),
         "rss_before_ingest_mb": round(rss_before_mb, 1),
-        "warm_reingest_s": round(warm.seconds, 2),
-        "index_mb": round(size_mb, 1),
-        "unknown_texts": composed.unknown,
-        "dense": time_searches(library, questions, "dense"),
-        "hybrid": time_searches(library, questions, "hybrid"),
     }
+    if vectors == "real":  # the encoder alone, given again the very calls ingest made (a seeded sample of them)
+        import random
+
+        calls = list(embedder.calls)
+        random.Random(7).shuffle(calls)
+        seen = sum(len(texts) for texts, _ in calls)
+        replayed, during_ingest_s, started = 0, 0.0, time.perf_counter()
+        for texts, seconds in calls:
+            real.embed(texts)
+            replayed += len(texts)
+            during_ingest_s += seconds
+            if raw_sample and replayed >= raw_sample:
+                break
+        raw_s = time.perf_counter() - started
+        # The raw encoder's time for all of ingest's calls: ingest's own time in them, scaled by how the
+        # sampled calls compare (chunk and sentence calls differ in length, so a plain rate would be biased).
+        raw_all_s = report.embed_seconds * raw_s / during_ingest_s
+        row["raw_encoder"] = {
+            "texts": replayed,
+            "of": seen,
+            "calls": len(embedder.calls),
+            "seconds": round(raw_s, 1),
+            "same_calls_during_ingest_s": round(during_ingest_s, 1),
+            "all_calls_estimated_s": round(raw_all_s, 1),
+        }
+        row["raw_texts_per_s"] = round(seen / raw_all_s, 1)
+        row["ingest_vs_raw"] = round(raw_all_s / report.seconds, 3)
+    if vectors == "composed":
+        row["unknown_texts"] = embedder.unknown
+    noop = library.ingest([corpus], progress=False)
+    assert noop.papers_embedded == 0, noop
+    row["noop_inprocess_s"] = round(noop.seconds, 3)
+    row["index_mb"] = round(folder_mb(index), 1)
+    library = Library(settings, real)  # questions are embedded by the real model
+    questions = [q for q, _ in golden_questions()][:50]
+    row["dense"] = time_searches(library, questions, "dense")
+    row["hybrid"] = time_searches(library, questions, "hybrid")
+    extractive = library.derive({"answer.mode": "extractive", "answer.judge_model": None})
+    row["extractive"] = time_answers(extractive, questions[:answers])
+    return row
+
+
+def scale_cli(papers: int, work: Path) -> dict:
+    """What a user runs in a new process: `rag ingest` of the unchanged file, `rag check`."""
+    index, corpus = work / f"index-{papers}", work / f"synth-{papers}.jsonl"
+    noop = rag_cli(index, "ingest", str(corpus))
+    assert noop["rc"] == 0 and noop["output"].get("papers_embedded") == 0, noop
+    check = rag_cli(index, "check", timeout=420)
+    result = {"noop_cli_s": noop["wall_s"], "noop_cli_ingest_s": noop["output"].get("seconds")}
+    result |= {"check_cli_s": check["wall_s"], "check_rc": check["rc"]}
+    if check["wall_s"] is None:
+        result["check_cli_s"] = f"> {check['output']['timed_out_after_s']} (stopped)"
+    result["check_ok"] = check["output"].get("ok")
+    result["check_findings"] = [f.get("problem", "")[:160] for f in check["output"].get("findings", [])]
+    result["check_seconds"] = check["output"].get("seconds")
+    return result
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scale_server(papers: int, work: Path, answers: int) -> dict:
+    """The same index served by `chroma run`; this project as its client (`index.server`)."""
+    import urllib.request
+
+    index = work / f"index-{papers}"
+    client = work / f"client-{papers}"  # the client's own folder: BM25 catalog and ingest lock
+    shutil.rmtree(client, ignore_errors=True)
+    client.mkdir()
+    for item in index.iterdir():  # the catalog travels with the client; Chroma's files stay the server's
+        if item.is_file() and item.name != "chroma.sqlite3" and not item.name.startswith("."):
+            shutil.copy2(item, client / item.name)
+    port = free_port()
+    chroma = Path(sys.executable).with_name("chroma")
+    log = (work / f"chroma-{papers}.log").open("w")
+    server = subprocess.Popen(
+        [str(chroma), "run", "--path", str(index), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        started = time.perf_counter()
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2).read()
+                break
+            except OSError:
+                if server.poll() is not None or time.perf_counter() - started > 120:
+                    tail = (work / f"chroma-{papers}.log").read_text()[-800:]
+                    raise SystemExit(f"chroma run did not come up: {tail}") from None
+                time.sleep(0.5)
+        up_s = time.perf_counter() - started
+        settings = size_settings(client, {"index.server": f"http://127.0.0.1:{port}"})
+        library = Library(settings)
+        questions = [q for q, _ in golden_questions()][:50]
+        started = time.perf_counter()
+        library.search("first search: opens the collection, checks the catalog", k=10, mode="hybrid")
+        first_s = time.perf_counter() - started
+        result = {
+            "server_start_s": round(up_s, 2),
+            "server_first_search_s": round(first_s, 2),
+            "server_dense": time_searches(library, questions, "dense"),
+            "server_hybrid": time_searches(library, questions, "hybrid"),
+        }
+        extractive = library.derive({"answer.mode": "extractive", "answer.judge_model": None})
+        result["server_extractive"] = time_answers(extractive, questions[:answers])
+        with open(f"/proc/{server.pid}/status") as status:  # the server's own peak memory
+            hwm = next(line for line in status if line.startswith("VmHWM"))
+        result["server_peak_rss_mb"] = round(int(hwm.split()[1]) / 1024, 1)
+        return result
+    finally:
+        os.killpg(server.pid, 15)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+            server.wait()
+        log.close()
+        shutil.rmtree(client, ignore_errors=True)
 
 
 # --- this project on the built-in corpus, beside the quickstart ----------------------------------------
@@ -185,6 +382,14 @@ def child(*args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def tolerant(me: list[str], step: str) -> dict:
+    """A step whose failure is recorded, not fatal: the sizes after it still run."""
+    try:
+        return child(*me, "--step", step)
+    except (subprocess.CalledProcessError, json.JSONDecodeError, IndexError) as exc:
+        return {f"{step.partition(':')[0]}_error": str(exc)[-300:]}
+
+
 def ask_summary(asked: list[dict]) -> dict:
     if not asked:
         return {}
@@ -192,6 +397,36 @@ def ask_summary(asked: list[dict]) -> dict:
         "first_token_s_median": round(statistics.median(a["first_token_s"] for a in asked), 2),
         "total_s_median": round(statistics.median(a["total_s"] for a in asked), 2),
         "questions": len(asked),
+    }
+
+
+def vectors_for(size: int, real_up_to: int, pool: Path) -> str:
+    if size <= real_up_to:
+        return "real"
+    if (pool / "texts.json.gz").exists() and any(pool.glob("vectors-*.npy")):
+        return "composed"
+    return "stand-in"
+
+
+def machine_load() -> dict:
+    one, five, fifteen = os.getloadavg()
+    return {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "loadavg_1_5_15": [one, five, fifteen]}
+
+
+def default_answer_figures(report: Path) -> dict | None:
+    """The default answer mode (extractive + the 1.5B judge model) from an evaluation report, not re-run."""
+    if not report.is_file():
+        return None
+    data = json.loads(report.read_text())
+    answer = data["summary"]["answer"]
+    meta = data.get("meta", {})
+    return {
+        "source": str(report),
+        "finished": meta.get("finished"),
+        "items": answer.get("items"),
+        "judge_model": data.get("config", {}).get("answer", {}).get("judge_model"),
+        "p50_ms": answer.get("p50_total_ms"),
+        "p95_ms": answer.get("p95_total_ms"),
     }
 
 
@@ -204,18 +439,34 @@ def main() -> None:
         "--pool",
         type=Path,
         default=Path.home() / ".cache" / "paper-rag" / "scale-pool",
-        help="sentence pool: texts.json.gz and vectors-*.npy (made here when absent)",
+        help="sentence pool with vectors (texts.json.gz, vectors-*.npy); without it, stand-in vectors",
     )
-    parser.add_argument("--ask", type=int, default=5, help="questions answered end to end by each system")
-    parser.add_argument("--skip-builtin", action="store_true", help="reuse OUT/ingest.json when there is one")
-    parser.add_argument("--skip-quickstart", action="store_true")
-    parser.add_argument("--step", help=argparse.SUPPRESS)  # internal: scale:N | ours
+    parser.add_argument("--real-up-to", type=int, default=1000, help="sizes up to this are embedded by MiniLM")
+    parser.add_argument("--raw-sample", type=int, default=1500, help="texts the raw encoder re-embeds (0 = all)")
+    parser.add_argument("--answers", type=int, default=20, help="extractive answers timed per size")
+    parser.add_argument("--no-server", action="store_true", help="skip the Chroma client/server measure")
+    parser.add_argument(
+        "--default-answer-report",
+        type=Path,
+        default=REPO / "bench" / "results" / "eval-test-default" / "report.json",
+        help="evaluation report whose answer latency stands for the default (judged) answer mode",
+    )
+    parser.add_argument("--ask", type=int, default=5, help="baseline: questions answered end to end by each system")
+    parser.add_argument("--with-baselines", action="store_true", help="also the built-in corpus and quickstart steps")
+    parser.add_argument("--append", action="store_true", help="add these sizes to OUT/scale.json's (a second run)")
+    parser.add_argument("--step", help=argparse.SUPPRESS)  # internal: scale:N | cli:N | server:N | ours
+    parser.add_argument("--vectors", help=argparse.SUPPRESS)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="rag-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     if args.step:
-        if args.step.startswith("scale:"):
-            result = scale_one(int(args.step[6:]), work, args.pool)
+        kind, _, size = args.step.partition(":")
+        if kind == "scale":
+            result = scale_one(int(size), work, args.pool, args.vectors, args.raw_sample, args.answers)
+        elif kind == "cli":
+            result = scale_cli(int(size), work)
+        elif kind == "server":
+            result = scale_server(int(size), work, args.answers)
         else:
             result = ours_on_builtin(work, args.ask)
         print(json.dumps(result))
@@ -223,25 +474,24 @@ def main() -> None:
 
     import torch
 
-    if not (args.pool / "texts.json.gz").exists():
-        subprocess.run([sys.executable, "bench/synth_corpus.py", "--pool-texts", str(args.pool)], cwd=REPO, check=True)
+    bench_started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    me = ["bench/scale_bench.py", "--work", str(work), "--pool", str(args.pool), "--ask", str(args.ask)]
+    me = ["bench/scale_bench.py", "--work", str(work), "--pool", str(args.pool)]
+    me += ["--ask", str(args.ask), "--raw-sample", str(args.raw_sample), "--answers", str(args.answers)]
     results: dict = {
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "start": machine_load(),
         },
+        "default_answer": default_answer_figures(args.default_answer_report),
     }
-    if args.skip_builtin and (args.out / "ingest.json").exists():  # measured by an earlier run
-        results["builtin"] = json.loads((args.out / "ingest.json").read_text())
-    elif not args.skip_builtin:
+    if args.with_baselines:
         print("built-in corpus: ingest vs raw encode ...", file=sys.stderr)
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
         subprocess.run([sys.executable, "bench/ingest_bench.py", "--out", str(args.out)], cwd=REPO, env=env, check=True)
         results["builtin"] = json.loads((args.out / "ingest.json").read_text())
-    if not args.skip_quickstart:
         print("this project vs the LlamaIndex quickstart ...", file=sys.stderr)
         ours = child(*me, "--step", "ours")
         theirs = child("bench/quickstart_baseline.py", "--ask", str(args.ask))
@@ -249,12 +499,35 @@ def main() -> None:
             side["ask_summary"] = ask_summary(side.pop("ask"))
         results["baseline"] = {"ours": ours, "quickstart": theirs}
     results["scale"] = []
+    if args.append and (args.out / "scale.json").exists():  # an earlier run's sizes, kept with its machine record
+        earlier = json.loads((args.out / "scale.json").read_text())
+        results["runs"] = earlier.get("runs") or [
+            {
+                "sizes": [r["papers"] for r in earlier["scale"]],
+                **{k: earlier["machine"].get(k) for k in ("start", "end")},
+            }
+        ]
+        results["scale"] = earlier["scale"]
     for size in [int(s) for s in args.sizes.split(",") if s]:
-        print(f"synthetic corpus of {size} papers ...", file=sys.stderr)
-        results["scale"].append(child(*me, "--step", f"scale:{size}"))
+        vectors = vectors_for(size, args.real_up_to, args.pool)
+        print(f"synthetic corpus of {size} papers ({vectors} vectors) ...", file=sys.stderr)
+        row = child(*me, "--vectors", vectors, "--step", f"scale:{size}")
+        print(f"  {size}: new-process no-op ingest and rag check ...", file=sys.stderr)
+        row |= tolerant(me, f"cli:{size}")
+        if not args.no_server:
+            print(f"  {size}: the same index through chroma run ...", file=sys.stderr)
+            row |= tolerant(me, f"server:{size}")
+        shutil.rmtree(work / f"index-{size}", ignore_errors=True)  # measured; big indexes are not kept
+        results["scale"].append(row)
         (args.out / "scale.json").write_text(json.dumps(results, indent=2) + "\n")  # keep what is done
     embedded = args.pool / "embed.json"  # where and how fast the pool's sentences were embedded
-    results["pool_vectors"] = json.loads(embedded.read_text()) if embedded.exists() else None
+    if any(row["vectors"] == "composed" for row in results["scale"]) and embedded.exists():
+        results["pool_vectors"] = json.loads(embedded.read_text())
+    results["machine"]["end"] = machine_load()
+    results["wall_s"] = round(time.perf_counter() - bench_started, 1)
+    if "runs" in results:
+        this = {"sizes": [int(s) for s in args.sizes.split(",") if s], "wall_s": results["wall_s"]}
+        results["runs"].append(this | {k: results["machine"][k] for k in ("start", "end")})
     (args.out / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
     from scale_report import write_report
 

@@ -281,7 +281,8 @@ def _catalog(library, indexed) -> list[Finding]:
         differ += [
             pid
             for pid in batch
-            if catalog_row(collection, in_index[pid], passages.get(pid, []), title_weight) != rows[pid]
+            if _comparable(catalog_row(collection, in_index[pid], passages.get(pid, []), title_weight))
+            != _comparable(rows[pid])
         ]
     digest = catalog_digest((pid, row[2], row[5]) for pid, row in sorted(rows.items()))
     bad_state = [key for key, ok in (("content", state.get("content") in (None, digest)),
@@ -292,6 +293,15 @@ def _catalog(library, indexed) -> list[Finding]:
         damaged = f"the paper catalog {path.name} is damaged ({'; '.join(what)})"
         found.append(Finding("catalog", damaged, "rebuild it from the index"))
     return found
+
+
+def _comparable(row: tuple) -> tuple:
+    """A catalog row with its filter fields parsed: Chroma gives metadata keys back in its own order, so
+    the JSON written at ingest and the JSON derived again may list the same fields in another order."""
+    try:
+        return (*row[:6], json.loads(row[6]), *row[7:])
+    except (TypeError, ValueError, IndexError):
+        return tuple(row)
 
 
 def _key_of(row: tuple | None) -> tuple | None:
