@@ -259,3 +259,28 @@ def test_flipped_bytes_in_each_bm25_cache_file_are_named_and_repaired(broken, cl
     assert make_library(broken, embedder, **SMALL_CHUNKS).check(repair=True).ok
     assert results(broken, embedder) == clean_results
     assert make_library(broken, embedder, **SMALL_CHUNKS).check().ok
+
+
+def test_papers_with_many_metadata_fields_are_not_reported_as_damaged(tmp_path, seed_corpus, embedder):
+    """arXiv-snapshot rows carry authors, categories, dates and a URL; Chroma hands metadata back in its own key
+    order, and `rag check` once read every such catalog row as damaged because it compared the JSON as text."""
+    import json
+
+    source = tmp_path / "arxiv-metadata.json"
+    with source.open("w", encoding="utf-8") as handle:
+        for number, paper in enumerate(seed_corpus.papers[:6]):
+            row = {
+                "id": f"2401.{number:05d}",
+                "submitter": "A. Author",
+                "authors": "Zed Author, Amy Author",
+                "title": paper.title,
+                "abstract": paper.abstract,
+                "categories": "cs.CV cs.CL",
+                "update_date": f"2024-01-{number + 1:02d}",
+                "versions": [{"version": "v1"}],
+            }
+            handle.write(json.dumps(row) + "\n")
+    library = make_library(tmp_path / "index", embedder, **SMALL_CHUNKS)
+    library.ingest([source], progress=False)
+    report = make_library(tmp_path / "index", embedder, **SMALL_CHUNKS).check()
+    assert report.ok, [f.problem for f in report.findings]
