@@ -72,13 +72,14 @@ def collect_model(split: str, limit: int | None = None) -> list[dict]:
     from rag.answer.conversation import is_follow_up, refers_back
     from rag.answer.judge import best_sentences
     from rag.answer.model_judge import load_judge_model
+    from rag.config import load_settings
 
     collection = SPLIT_COLLECTION[split]
     overrides = {"answer.mode": "extractive", "answer.judge_model": None}
     if collection:
         overrides["index.path"] = str(ensure_index(collection))
     assistant = Assistant.from_config(overrides=overrides)
-    judge = load_judge_model(Assistant.from_config().settings)
+    judge = load_judge_model(load_settings())
     if judge is None:
         raise SystemExit("answer.judge_model is not set: there is no model to collect")
     records = []
@@ -207,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     if any(s.endswith("test") for s in splits):
         parser.error("the judge is fitted on dev splits only")
+    if args.with_model and not args.rows_dir:
+        parser.error("--with-model keeps the model's readings in --rows-dir: name one")
     rows: list[Row] = []
     for split in splits:
         cached = Path(args.rows_dir) / f"{split}.json" if args.rows_dir else None
