@@ -188,6 +188,9 @@ def ingest(
     fingerprint = f"{embedder.model_name}|{plan_chunks}"
 
     with ingest_lock(store.path):
+        # A long-lived writer (the server's upload jobs) may hold a client opened before another process wrote:
+        # read the index as it is now, or the papers this client never loaded look like lost vectors.
+        store.refresh()
         state = IngestState(store.path, store.collection_name)
         if rebuild:
             store.drop()

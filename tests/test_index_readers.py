@@ -87,3 +87,21 @@ def test_the_chat_page_sees_papers_a_cli_ingest_added(index_copy, quokka_file, t
             assert QUOKKA["title"] in page and "lunar gravity" in page, (mode, page[:600])
     finally:
         stop(process)
+
+
+def test_an_open_library_ingests_after_another_process_wrote(index_copy, quokka_file, tmp_path, embedder, seed_corpus):
+    """A long-lived writer (the server's upload jobs) whose Chroma client predates another process's ingest must
+    read the index as it is now before probing it, or the papers it has not loaded look like lost vectors."""
+    writer = make_library(index_copy, embedder)
+    assert writer.search(QUESTION, k=1)  # the client is open and has loaded the vector index
+    others = [
+        {"id": f"extra-{n}", "title": f"{p.title} (extra {n})", "abstract": p.abstract}
+        for n, p in enumerate(seed_corpus.papers[:40])
+    ]
+    extra_file = tmp_path / "extra.jsonl"
+    extra_file.write_text("".join(json.dumps(o) + "\n" for o in others))
+    written = run_cli("ingest", str(extra_file), index=index_copy)
+    assert written.returncode == 0, written.stderr[-800:]
+    report = writer.ingest([quokka_file], progress=False)
+    assert report.papers_seen == 1
+    assert writer.reopened().stats().papers == 275 + 40 + 1
