@@ -43,12 +43,18 @@ class Row:
     similarity_rank: int = 0
 
 
-def collect(split: str, limit: int | None = None) -> list[Row]:
+def dev_assistant(split: str) -> Assistant:
+    """Extractive answers over the split's collection, the statistics alone judging: the rows' features and
+    order do not depend on the judge model, so asking it while collecting would only cost time."""
     collection = SPLIT_COLLECTION[split]
-    overrides = {"answer.mode": "extractive"}
+    overrides = {"answer.mode": "extractive", "answer.judge_model": None}
     if collection:
         overrides["index.path"] = str(ensure_index(collection))
-    assistant = Assistant.from_config(overrides=overrides)
+    return Assistant.from_config(overrides=overrides)
+
+
+def collect(split: str, limit: int | None = None) -> list[Row]:
+    assistant = dev_assistant(split)
     rows: list[Row] = []
     items = load_golden(GOLDEN_DIR / f"{split}.jsonl")[:limit]
     for number, item in enumerate(items, start=1):
@@ -74,11 +80,7 @@ def collect_model(split: str, limit: int | None = None) -> list[dict]:
     from rag.answer.model_judge import load_judge_model
     from rag.config import load_settings
 
-    collection = SPLIT_COLLECTION[split]
-    overrides = {"answer.mode": "extractive", "answer.judge_model": None}
-    if collection:
-        overrides["index.path"] = str(ensure_index(collection))
-    assistant = Assistant.from_config(overrides=overrides)
+    assistant = dev_assistant(split)
     judge = load_judge_model(load_settings())
     if judge is None:
         raise SystemExit("answer.judge_model is not set: there is no model to collect")
