@@ -179,6 +179,47 @@ def time_answers(library: Library, questions: list[str]) -> dict:
     return {"p50_ms": round(statistics.median(latencies), 1), "p95_ms": round(percentile(latencies, 95), 1)}
 
 
+class EtaLog:
+    """What `rag ingest` tells the user while it runs (the up-front estimate, each batch's time left), kept to be
+    compared with how long the ingest then took."""
+
+    def __init__(self) -> None:
+        self.points: list[tuple[float, int, int, float | None]] = []  # (seconds, done, total, seconds_left)
+        self.said: dict | None = None
+        self._shown = -1
+
+    def estimate(self, estimate) -> None:
+        print(f"    {estimate.describe()}", flush=True)
+        self.said = {"seconds": round(estimate.seconds, 1), "texts": estimate.texts, "basis": estimate.basis}
+
+    def progress(self, update) -> None:
+        self.points.append((update.seconds, update.done, update.total, update.seconds_left))
+        tenth = 10 * update.done // max(1, update.total)
+        if tenth != self._shown:
+            self._shown = tenth
+            print(f"    {update.describe()}", flush=True)
+
+    def accuracy(self) -> dict:
+        """At each share of the papers done, the time left the bar showed ÷ the time it then took (1.0 = exact);
+        the up-front estimate ÷ the whole embedding phase."""
+        if not self.points:
+            return {}
+        end = self.points[-1][0]
+        result: dict = {"embedding_s": round(end, 1)}
+        if self.said is not None:
+            result["estimate_s"] = self.said["seconds"]
+            result["estimate_basis"] = self.said["basis"]
+            result["estimate_vs_actual"] = round(self.said["seconds"] / end, 3) if end else None
+        shown = {}
+        for share in (0.05, 0.1, 0.25, 0.5, 0.75):
+            point = next((p for p in self.points if p[1] >= share * p[2]), None)
+            if point is None or point[3] is None or end - point[0] <= 0:
+                continue
+            shown[f"{share:.0%}"] = round(point[3] / (end - point[0]), 3)
+        result["eta_vs_actual"] = shown
+        return result
+
+
 def scale_one(papers: int, work: Path, pool: Path, vectors: str, raw_sample: int, answers: int) -> dict:
     from synth_corpus import find_scifact, load_pool, write_corpus
 
@@ -204,7 +245,8 @@ def scale_one(papers: int, work: Path, pool: Path, vectors: str, raw_sample: int
         embedder = HashedVectors(real)
     library = Library(settings, embedder)
     rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    report = library.ingest([corpus], progress=True)
+    eta = EtaLog()
+    report = library.ingest([corpus], progress=eta.progress, on_estimate=eta.estimate)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     store = library.store()
     sentences = len(store.sentence_texts())
@@ -252,6 +294,7 @@ def scale_one(papers: int, work: Path, pool: Path, vectors: str, raw_sample: int
         row["ingest_vs_raw"] = round(raw_all_s / report.seconds, 3)
     if vectors == "composed":
         row["unknown_texts"] = embedder.unknown
+    row["eta"] = eta.accuracy()
     noop = library.ingest([corpus], progress=False)
     assert noop.papers_embedded == 0, noop
     row["noop_inprocess_s"] = round(noop.seconds, 3)
@@ -270,7 +313,7 @@ def scale_cli(papers: int, work: Path) -> dict:
     index, corpus = work / f"index-{papers}", work / f"synth-{papers}.jsonl"
     noop = rag_cli(index, "ingest", str(corpus))
     assert noop["rc"] == 0 and noop["output"].get("papers_embedded") == 0, noop
-    check = rag_cli(index, "check", timeout=420)
+    check = rag_cli(index, "check", timeout=900)
     result = {"noop_cli_s": noop["wall_s"], "noop_cli_ingest_s": noop["output"].get("seconds")}
     result |= {"check_cli_s": check["wall_s"], "check_rc": check["rc"]}
     if check["wall_s"] is None:
@@ -287,6 +330,46 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _client_searches(job: tuple[str, int, list[str], float]) -> tuple[list[float], float]:
+    """One client process: its own Library on the server, its searches timed from a common start."""
+    client, port, questions, start_at = job
+    library = Library(size_settings(Path(client), {"index.server": f"http://127.0.0.1:{port}"}))
+    library.search("warm-up", k=10, mode="hybrid")
+    time.sleep(max(0.0, start_at - time.time()))
+    latencies, started = [], time.perf_counter()
+    for question in questions:
+        t0 = time.perf_counter()
+        library.search(question, k=10, mode="hybrid")
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return latencies, time.perf_counter() - started
+
+
+def concurrent_clients(client: Path, port: int, questions: list[str], counts=(1, 2, 4)) -> list[dict]:
+    """Users at once against one `chroma run`: that many client processes (each its own model, as separate app
+    servers would be), each searching every question (rotated), all starting together."""
+    import multiprocessing
+
+    rows = []
+    context = multiprocessing.get_context("spawn")
+    for count in counts:
+        start_at = time.time() + 20 + 5 * count  # after every client has loaded its model
+        jobs = [(str(client), port, questions[i:] + questions[:i], start_at) for i in range(count)]
+        with context.Pool(count) as pool:
+            results = pool.map(_client_searches, jobs)
+        latencies = [ms for lat, _ in results for ms in lat]
+        wall = max(w for _, w in results)
+        rows.append(
+            {
+                "clients": count,
+                "searches_per_s": round(len(latencies) / wall, 1),
+                "p50_ms": round(statistics.median(latencies), 1),
+                "p95_ms": round(percentile(latencies, 95), 1),
+            }
+        )
+        print(f"    {count} concurrent client(s): {rows[-1]}", flush=True)
+    return rows
 
 
 def scale_server(papers: int, work: Path, answers: int) -> dict:
@@ -335,6 +418,7 @@ def scale_server(papers: int, work: Path, answers: int) -> dict:
         }
         extractive = library.derive({"answer.mode": "extractive", "answer.judge_model": None})
         result["server_extractive"] = time_answers(extractive, questions[:answers])
+        result["server_concurrent"] = concurrent_clients(client, port, questions)
         with open(f"/proc/{server.pid}/status") as status:  # the server's own peak memory
             hwm = next(line for line in status if line.startswith("VmHWM"))
         result["server_peak_rss_mb"] = round(int(hwm.split()[1]) / 1024, 1)

@@ -247,6 +247,7 @@ def scale_tables(results: dict, rows: list[dict]) -> list[str]:
             + "."
         )
         lines.append("")
+    lines += eta_lines(rows) + concurrency_lines(rows)
     errors = [(r["papers"], k, v) for r in rows for k, v in r.items() if k.endswith("_error")]
     for papers, key, value in errors:
         lines.append(f"{papers:,} papers, {key}: {value}")
@@ -259,3 +260,43 @@ def scale_tables(results: dict, rows: list[dict]) -> list[str]:
             "",
         ]
     return lines
+
+
+def eta_lines(rows: list[dict]) -> list[str]:
+    """What `rag ingest` told the user against how long it then took (1.00 = exact, within 0.75-1.25 = ±25 %)."""
+    timed = [r for r in rows if (r.get("eta") or {}).get("eta_vs_actual")]
+    if not timed:
+        return []
+    shares = list(timed[0]["eta"]["eta_vs_actual"])
+    lines = [
+        "**Time left as `rag ingest` shows it, ÷ the time it then took** (1.00 = exact; ±25 % = 0.75–1.25). "
+        "The up-front estimate is printed before embedding starts (from the first batch, or the last big "
+        "ingest into the same index).",
+        "",
+        "| papers | up-front estimate ÷ actual | " + " | ".join(f"bar's ETA at {s} done" for s in shares) + " |",
+        "|---|---|" + "---|" * len(shares),
+    ]
+    for r in timed:
+        eta = r["eta"]
+        upfront = eta.get("estimate_vs_actual")
+        shown = " | ".join(f"{eta['eta_vs_actual'].get(s, '–')}" for s in shares)
+        lines.append(f"| {r['papers']:,} | {upfront if upfront is not None else '–'} | {shown} |")
+    return [*lines, ""]
+
+
+def concurrency_lines(rows: list[dict]) -> list[str]:
+    """Several client processes searching one `chroma run` at once."""
+    served = [r for r in rows if r.get("server_concurrent")]
+    if not served:
+        return []
+    lines = [
+        "**Users at once against one `chroma run`** (each a client process with its own model, all searching "
+        "together; the server and the clients share this machine's cores)",
+        "",
+        "| papers | clients | hybrid searches/s, all clients | p50 / p95 (ms) |",
+        "|---|---|---|---|",
+    ]
+    for r in served:
+        for c in r["server_concurrent"]:
+            lines.append(f"| {r['papers']:,} | {c['clients']} | {c['searches_per_s']} | {_pair(c)} |")
+    return [*lines, ""]
