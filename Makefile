@@ -56,7 +56,7 @@ bench-speed: setup
 # 1k/10k/100k synthetic corpora: ingest vs raw encode, no-op re-ingest, rag check, search, answers, chroma run (~50 min).
 bench-scale: setup
 	$(BIN)/pip install --quiet -e '.[bench]'
-	$(BIN)/python bench/scale_bench.py
+	$(BIN)/python bench/scale_bench.py --with-baselines $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

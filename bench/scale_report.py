@@ -59,6 +59,8 @@ def markdown(results: dict) -> str:
             *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows],
             "",
         ]
+    if results.get("baseline_error"):
+        lines += [f"LlamaIndex quickstart comparison not run: {results['baseline_error']}.", ""]
     rows = results.get("scale") or []
     if rows:
         lines += scale_tables(results, rows)
