@@ -256,6 +256,12 @@ class AnswerSettings(_Section):
         (0.3, 0.8),
         description="The judge model is asked only when the statistics' probability falls inside this band.",
     )
+    gap_check: tuple[float, float] | None = Field(
+        None,
+        description="(highest probability, cut): where the best candidate lacks a question term and the statistics' "
+        "probability is at most the first value, the judge model is asked whether its abstract mentions that "
+        "term in other words; Yes-vs-No log-odds below the cut refuse. None: not asked.",
+    )
     statement_sentences: int = Field(
         2,
         ge=1,

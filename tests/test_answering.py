@@ -117,6 +117,14 @@ def test_sheet_music_is_not_answered_with_a_near_neighbour(judged):
     assert "sheet" in answer.answer.lower() and answer.citations == []
 
 
+def test_a_near_miss_on_a_common_word_is_read_by_the_model(judged):
+    # Met^2Net forecasts weather but is no diffusion model; "diffusion" is common in this collection, so the term
+    # statistics alone answer from it. The model, asked whether its abstract mentions a diffusion model, says No.
+    answer = judged.ask("Which paper uses a diffusion model for weather forecasting?")
+    assert answer.refused and answer.citations == [], answer.answer
+    assert "diffusion model" in answer.answer and "Met^2Net" in answer.answer, answer.answer
+
+
 def test_dyvte_is_named_first(judged):
     answer = judged.ask(DYVTE_QUESTION)
     assert answer.answer.startswith("Yes — **DyVTE**"), answer.answer

@@ -80,16 +80,42 @@ def _candidate(title: str, text: str, score: float, sentences: list[str]) -> Can
 
 
 class _Reader:
-    def __init__(self, log_odds: float) -> None:
-        self.value, self.asked = log_odds, []
+    def __init__(self, log_odds: float, mentioned: float = 0.0) -> None:
+        self.value, self.mentioned, self.asked = log_odds, mentioned, []
 
     def log_odds(self, question, title, sentences):
         self.asked.append((question, title, list(sentences)))
         return self.value
 
+    def mentions(self, title, abstract, phrase):
+        self.asked.append(("mentions", title, phrase))
+        return self.mentioned
+
+
+def test_the_gap_check_asks_whether_the_best_paper_mentions_its_rarest_missing_term():
+    settings = load_settings().answer
+    question = "Which paper uses a diffusion model for weather forecasting?"
+    keywords = _Keywords({"diffus": 20, "model": 70, "weather": 2, "forecast": 3, "use": 50})
+    reading = read_question(question, question, keywords, follow_up=False, refers_back=False)
+    weights = JudgeWeights(Logistic((4.0, 0.0, -2.0, 2.0, 2.0, 0.0), -2.0))
+    met2net = _candidate("Met2Net", "a weather forecasting model in two stages", 0.6, ["Two stages."])
+    judged = judge_candidates(reading.terms, [met2net], weights)
+    assert [t.word for t in judged[0].features.missing] == ["diffusion"]
+    gap = settings.model_copy(update={"judge_band": (0.0, 0.0), "judge_threshold": 0.5, "gap_check": (1.0, 0.0)})
+    absent = _Reader(0.0, mentioned=-1.5)
+    verdict = decide(reading, judged, gap, weights, absent)
+    assert verdict.answering == [] and absent.asked == [("mentions", "Met2Net", "diffusion model")]
+    assert "log-odds -1.50" in verdict.reason
+    said_otherwise = _Reader(0.0, mentioned=2.0)
+    assert decide(reading, judged, gap, weights, said_otherwise).answering[0].hit.title == "Met2Net"
+    off = _Reader(0.0, mentioned=-9.0)
+    assert decide(reading, judged, gap.model_copy(update={"gap_check": None}), weights, off).answering
+    above = gap.model_copy(update={"gap_check": (judged[0].probability - 0.01, 0.0)})  # sure enough: not asked
+    assert decide(reading, judged, above, weights, off).answering and not off.asked
+
 
 def test_decide_refuses_below_the_threshold_and_asks_the_model_only_inside_the_band():
-    settings = load_settings().answer
+    settings = load_settings().answer.model_copy(update={"gap_check": None})
     reading = read_question("Is there an MLLM that reads sheet music?", "Is there an MLLM that reads sheet music?",
                             KEYWORDS, follow_up=False, refers_back=False)  # fmt: skip
     weights = JudgeWeights(Logistic((4.0, 0.0, -2.0, 2.0, 2.0, 0.0), -3.0))

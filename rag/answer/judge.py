@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rag.answer.candidates import Candidate, Features
-from rag.answer.question import QuestionTerms, Reading, Term
+from rag.answer.question import QuestionTerms, Reading, Shape, Term
 from rag.config import AnswerSettings
 from rag.errors import RagError
 from rag.lexical import keyword_tokens
@@ -166,6 +166,8 @@ def judge_candidates(terms: QuestionTerms, candidates: Sequence[Candidate], weig
 class YesNoReader(Protocol):
     def log_odds(self, question: str, title: str, sentences: Sequence[str]) -> float: ...
 
+    def mentions(self, title: str, abstract: str, phrase: str) -> float: ...
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -217,6 +219,16 @@ def decide(
         threshold = weights.threshold_with_model if model is not None else weights.threshold_alone
     if probability < threshold:
         return Verdict(judged, [], probability, log_odds, reason)
+    one_paper = reading.shape is not Shape.LIST  # a list or comparison rests on several papers, each with a part
+    if model is not None and settings.gap_check is not None and one_paper and best.probability <= settings.gap_check[0]:
+        # The statistics found a question term the best paper never uses; the model reads whether its abstract
+        # says it in other words ("IL-1β" for "il-1b": Yes; a forecasting network for "diffusion model": No).
+        lacking = missing_phrase(reading.terms, best.features.missing if best.features else (), limit=1)
+        if lacking:
+            mentioned = model.mentions(best.hit.title, best.text, lacking)
+            reason += f"; does it mention {lacking!r}: log-odds {mentioned:+.2f}"
+            if mentioned < settings.gap_check[1]:
+                return Verdict(judged, [], probability, log_odds, reason)
     others = [c for c in judged[1:] if c.probability >= settings.list_threshold]
     return Verdict(judged, [best, *others], probability, log_odds, reason)
 

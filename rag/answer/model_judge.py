@@ -26,6 +26,9 @@ _SYSTEM = (
 )
 _PREFIX = f"<|im_start|>system\n{_SYSTEM}<|im_end|>\n<|im_start|>user\n"
 
+_GAP_SYSTEM = "You read a research paper's abstract and say whether it mentions a given thing. Answer Yes or No."
+_GAP_PREFIX = f"<|im_start|>system\n{_GAP_SYSTEM}<|im_end|>\n<|im_start|>user\n"
+
 
 def judge_prompt(question: str, title: str, sentences: Sequence[str]) -> str:
     """The user turn and the start of the reply; the system turn before it is the fixed `_PREFIX`."""
@@ -33,6 +36,15 @@ def judge_prompt(question: str, title: str, sentences: Sequence[str]) -> str:
     return (
         f"Question: {' '.join(question.split())}\n\nPaper: {title}\nExcerpt: {excerpt}\n\n"
         "Does this paper answer the question? Answer Yes or No.<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def gap_prompt(title: str, abstract: str, phrase: str) -> str:
+    """Does the abstract mention what the term statistics found missing from it (`phrase`, the question's words)?
+    The question itself is left out: with it, the 1.5B model says Yes to the paper it is shown."""
+    return (
+        f"Title: {title}\nAbstract: {' '.join(abstract.split())}\n\n"
+        f"Does this abstract mention {phrase}? Answer Yes or No.<|im_end|>\n<|im_start|>assistant\n"
     )
 
 
@@ -73,11 +85,18 @@ class ModelJudge:
 
     def log_odds(self, question: str, title: str, sentences: Sequence[str]) -> float:
         """log P(Yes) - log P(No) for the first reply token; > 0 leans to 'answers'."""
+        return self._yes_no(_PREFIX + judge_prompt(question, title, sentences))
+
+    def mentions(self, title: str, abstract: str, phrase: str) -> float:
+        """Yes-vs-No log-odds that the abstract mentions `phrase` (a part of the question none of its words state):
+        the term statistics find the gap, the model reads whether other words fill it."""
+        return self._yes_no(_GAP_PREFIX + gap_prompt(title, abstract, phrase))
+
+    def _yes_no(self, prompt: str) -> float:
         import numpy as np
 
         with self._lock:
             llama = self.load()
-            prompt = _PREFIX + judge_prompt(question, title, sentences)
             tokens = llama.tokenize(prompt.encode(), add_bos=False, special=True)
             tokens = tokens[: llama.n_ctx() - 1]
             common = 0
