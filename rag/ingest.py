@@ -33,7 +33,6 @@ from rag.ingest_progress import (
     Estimator,
     IngestEstimate,
     IngestProgress,
-    Pace,
     ProgressCallback,
     format_duration,
 )
@@ -443,10 +442,7 @@ def _embed_planned(
     if (estimate := estimator.before()) is not None:
         estimator.say(estimate)
     count_budget = tiktoken_counter()
-    # The bar's time left is Pace's (batch times, growing with the index), not tqdm's recent-rate guess.
-    bar = tqdm(total=len(to_embed), unit="paper", desc="embedding", disable=progress is not True, dynamic_ncols=True,
-               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]")  # fmt: skip
-    pace = Pace()
+    bar = tqdm(total=len(to_embed), unit="paper", desc="embedding", disable=progress is not True, dynamic_ncols=True)
     started = last = time.perf_counter()
     chunkless = 0
     try:
@@ -468,14 +464,11 @@ def _embed_planned(
             if estimate := estimator.after_batch(len(batch), texts, now - last, embed_seconds):  # reading included
                 with tqdm.external_write_mode(file=sys.stderr):
                     estimator.say(estimate)
-            pace.add(report.papers_embedded - len(batch), len(batch), now - last)
-            left = pace.seconds_left(report.papers_embedded, len(to_embed))
             bar.update(len(batch))
-            bar.set_postfix_str(f"{report.chunks_embedded} chunks, {format_duration(left or 0)} left")
+            bar.set_postfix(chunks=report.chunks_embedded)
             if callable(progress):
                 elapsed = time.perf_counter() - started
-                done = IngestProgress(report.papers_embedded, len(to_embed), report.chunks_embedded, elapsed, left)
-                progress(done)
+                progress(IngestProgress(report.papers_embedded, len(to_embed), report.chunks_embedded, elapsed))
             last = time.perf_counter()
     finally:
         bar.close()

@@ -23,7 +23,6 @@ class IngestProgress:
     total: int  # papers planned for embedding
     chunks: int
     seconds: float  # since embedding started
-    left: float | None = None  # time left as the batches' pace predicts it (Pace); None: at the mean rate
 
     @property
     def rate(self) -> float:
@@ -32,8 +31,6 @@ class IngestProgress:
 
     @property
     def seconds_left(self) -> float | None:
-        if self.left is not None:
-            return self.left
         return (self.total - self.done) / self.rate if self.rate > 0 else None
 
     def describe(self) -> str:
@@ -52,38 +49,6 @@ def format_duration(seconds: float) -> str:
 
 
 ProgressCallback = Callable[[IngestProgress], None]
-
-
-class Pace:
-    """Time left from the committed batches' own times. A batch costs more as the index grows (every write
-    goes into a bigger vector index), so a mean rate promises too early an end on a big ingest: with
-    stand-in vectors at 10,000 papers it showed 0.60 of the time then taken at 5 % done. Seconds per paper
-    are fitted as a straight line in papers done (least squares over the batches, never falling) and summed
-    over the papers left; with fewer than three batches, the mean rate."""
-
-    def __init__(self) -> None:
-        self._points: list[tuple[float, float, int]] = []  # (papers done at the batch's middle, s/paper, papers)
-
-    def add(self, done_before: int, papers: int, seconds: float) -> None:
-        if papers > 0:
-            self._points.append((done_before + papers / 2, seconds / papers, papers))
-
-    def seconds_left(self, done: int, total: int) -> float | None:
-        points = self._points
-        if not points or total <= done:
-            return 0.0 if points else None
-        weight = sum(n for _, _, n in points)
-        mean_x = sum(x * n for x, _, n in points) / weight
-        mean_y = sum(y * n for _, y, n in points) / weight
-        slope = 0.0
-        if len(points) >= 3:
-            spread = sum(n * (x - mean_x) ** 2 for x, _, n in points)
-            if spread > 0:
-                slope = max(0.0, sum(n * (x - mean_x) * (y - mean_y) for x, y, n in points) / spread)
-        start = mean_y - slope * mean_x  # seconds per paper at no papers done
-        # the integral of (start + slope * x) dx from done to total
-        return start * (total - done) + slope * (total * total - done * done) / 2
-
 
 ESTIMATE_ABOVE = 2000  # papers to embed: a smaller ingest is over before an estimate would help
 RATE_AFTER = 100  # papers embedded: fewer measure too little to estimate the next big ingest by

@@ -158,27 +158,6 @@ def test_ingest_progress_tells_rate_and_time_left():
     assert [format_duration(s) for s in (0.4, 59, 61, 3725)] == ["0s", "59s", "1m 01s", "1h 02m"]
 
 
-def test_time_left_follows_batches_that_slow_as_the_index_grows():
-    from rag.ingest_progress import Pace
-
-    def cost(done: int) -> float:  # seconds per paper, growing with the papers already written
-        return 0.01 + 0.000002 * done
-
-    pace, done, total = Pace(), 0, 10_000
-    for _ in range(10):  # the first 640 papers, in batches of 64
-        pace.add(done, 64, 64 * cost(done + 32))
-        done += 64
-    truth = sum(cost(x) for x in range(done, total))
-    mean_rate = (total - done) * sum(64 * cost(d + 32) for d in range(0, done, 64)) / done
-    assert pace.seconds_left(done, total) == pytest.approx(truth, rel=0.01)
-    assert mean_rate < 0.6 * truth  # what a mean rate would have promised
-    steady = Pace()
-    for start in range(0, 640, 64):  # batches that do not slow: the mean rate, and never a speed-up
-        steady.add(start, 64, 0.64 + (0.2 if start == 0 else 0.0))
-    assert steady.seconds_left(640, 1280) == pytest.approx(640 * (6.4 + 0.2) / 640, rel=0.01)
-    assert Pace().seconds_left(0, 10) is None
-
-
 def _bib_of(papers, abstracts=None) -> str:
     entries = []
     for i, paper in enumerate(papers):
