@@ -17,6 +17,7 @@ from rag.answer.judge import (
     matches,
     missing_phrase,
 )
+from rag.answer.model_judge import fit_tokens
 from rag.answer.question import Term, question_terms, read_question
 from rag.config import load_settings
 from rag.types import PaperHit
@@ -149,3 +150,9 @@ def test_probability_is_bounded(value):
     weights = JudgeWeights(Logistic((value,) * 6, value))
     features = candidate_features(question_terms("sheet music", KEYWORDS), "music", 0.5, 0.5)
     assert 0.0 <= weights.probability(features) <= 1.0
+
+
+def test_a_long_prompt_loses_the_middle_of_its_excerpt_not_the_question():
+    prompt = list(range(100))  # token ids: the excerpt, then the question and the reply's start
+    assert fit_tokens(prompt, room=50, tail=10) == list(range(40)) + list(range(90, 100))
+    assert fit_tokens(prompt, room=100) == prompt

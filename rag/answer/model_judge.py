@@ -26,6 +26,8 @@ _SYSTEM = (
 )
 _PREFIX = f"<|im_start|>system\n{_SYSTEM}<|im_end|>\n<|im_start|>user\n"
 
+_TAIL_TOKENS = 48  # the closing question and the reply's start, kept whole when a long excerpt is cut
+
 _GAP_SYSTEM = "You read a research paper's abstract and say whether it mentions a given thing. Answer Yes or No."
 _GAP_PREFIX = f"<|im_start|>system\n{_GAP_SYSTEM}<|im_end|>\n<|im_start|>user\n"
 
@@ -46,6 +48,13 @@ def gap_prompt(title: str, abstract: str, phrase: str) -> str:
         f"Title: {title}\nAbstract: {' '.join(abstract.split())}\n\n"
         f"Does this abstract mention {phrase}? Answer Yes or No.<|im_end|>\n<|im_start|>assistant\n"
     )
+
+
+def fit_tokens(tokens: list[int], room: int, tail: int = _TAIL_TOKENS) -> list[int]:
+    """A prompt cut to `room` tokens in the middle: the excerpt's end goes, the question after it stays. Kept
+    from the start instead, a 20,000-character document loses the question, and the 1.5B model then answers
+    Yes (+6.0 log-odds on a long weather abstract asked about a diffusion model; +0.3 with the question kept)."""
+    return tokens if len(tokens) <= room else tokens[: room - tail] + tokens[-tail:]
 
 
 class ModelJudge:
@@ -98,7 +107,7 @@ class ModelJudge:
         with self._lock:
             llama = self.load()
             tokens = llama.tokenize(prompt.encode(), add_bos=False, special=True)
-            tokens = tokens[: llama.n_ctx() - 1]
+            tokens = fit_tokens(tokens, llama.n_ctx() - 1)
             common = 0
             for held, wanted in zip(llama.input_ids[: llama.n_tokens], tokens, strict=False):
                 if held != wanted:
