@@ -257,7 +257,7 @@ class AnswerSettings(_Section):
         description="The judge model is asked only when the statistics' probability falls inside this band.",
     )
     gap_check: tuple[float, float] | None = Field(
-        None,
+        (0.9, -0.5),
         description="(highest probability, cut): where the best candidate lacks a question term and the statistics' "
         "probability is at most the first value, the judge model is asked whether its abstract mentions that "
         "term in other words; Yes-vs-No log-odds below the cut refuse. None: not asked.",
