@@ -53,7 +53,7 @@ bench: setup
 bench-speed: setup
 	$(BIN)/python bench/speed.py
 
-# 1k/10k/100k synthetic corpora: ingest vs raw encode, no-op re-ingest, rag check, search, answers, chroma run (~50 min).
+# 1k/10k/100k synthetic corpora: ingest vs raw encode, no-op re-ingest, rag check, search, answers, chroma run, the quickstart baseline (~90 min).
 bench-scale: setup
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/scale_bench.py --with-baselines $(SCALE_ARGS)

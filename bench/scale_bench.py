@@ -1,6 +1,6 @@
 """Scale benchmark (issue 24): one command, every figure measured in the same run; JSON + Markdown + PNG.
 
-    .venv/bin/python bench/scale_bench.py                       # 1k, 10k, 100k papers (about 50 min on 2 cores)
+    .venv/bin/python bench/scale_bench.py                       # 1k, 10k, 100k papers (about 90 min on 2 cores)
     .venv/bin/python bench/scale_bench.py --sizes 1000,10000 --work /tmp/scale-work
 
 For each size, a synthetic corpus in the arXiv snapshot format (`bench/synth_corpus.py`: real abstract
@@ -588,6 +588,7 @@ def main() -> None:
                 side["ask_summary"] = ask_summary(side.pop("ask"))
             results["baseline"] = {"ours": ours, "quickstart": theirs}
     results["scale"] = []
+    sizes = [int(s) for s in args.sizes.split(",") if s]
     if args.append and (args.out / "scale.json").exists():  # an earlier run's sizes, kept with its machine record
         earlier = json.loads((args.out / "scale.json").read_text())
         results["runs"] = earlier.get("runs") or [
@@ -597,7 +598,7 @@ def main() -> None:
             }
         ]
         results["scale"] = earlier["scale"]
-    for size in [int(s) for s in args.sizes.split(",") if s]:
+    for size in sizes:
         vectors = vectors_for(size, args.real_up_to, args.pool)
         print(f"synthetic corpus of {size} papers ({vectors} vectors) ...", file=sys.stderr)
         row = child(*me, "--vectors", vectors, "--step", f"scale:{size}")
@@ -615,7 +616,7 @@ def main() -> None:
     results["machine"]["end"] = machine_load()
     results["wall_s"] = round(time.perf_counter() - bench_started, 1)
     if "runs" in results:
-        this = {"sizes": [int(s) for s in args.sizes.split(",") if s], "wall_s": results["wall_s"]}
+        this = {"sizes": sizes, "wall_s": results["wall_s"]}
         results["runs"].append(this | {k: results["machine"][k] for k in ("start", "end")})
     (args.out / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
     from scale_report import write_report

@@ -88,7 +88,7 @@ class _Reader:
         self.asked.append((question, title, list(sentences)))
         return self.value
 
-    def mentions(self, title, abstract, phrase):
+    def mentions(self, title, text, phrase):
         self.asked.append(("mentions", title, phrase))
         return self.mentioned
 

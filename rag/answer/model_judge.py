@@ -41,11 +41,12 @@ def judge_prompt(question: str, title: str, sentences: Sequence[str]) -> str:
     )
 
 
-def gap_prompt(title: str, abstract: str, phrase: str) -> str:
-    """Does the abstract mention what the term statistics found missing from it (`phrase`, the question's words)?
-    The question itself is left out: with it, the 1.5B model says Yes to the paper it is shown."""
+def gap_prompt(title: str, text: str, phrase: str) -> str:
+    """Does the paper's text (title and abstract, as the judge read them) mention what the term statistics found
+    missing from it (`phrase`, the question's words)? The question itself is left out: with it, the 1.5B model
+    says Yes to the paper it is shown."""
     return (
-        f"Title: {title}\nAbstract: {' '.join(abstract.split())}\n\n"
+        f"Title: {title}\nAbstract: {' '.join(text.split())}\n\n"
         f"Does this abstract mention {phrase}? Answer Yes or No.<|im_end|>\n<|im_start|>assistant\n"
     )
 
@@ -96,10 +97,10 @@ class ModelJudge:
         """log P(Yes) - log P(No) for the first reply token; > 0 leans to 'answers'."""
         return self._yes_no(_PREFIX + judge_prompt(question, title, sentences))
 
-    def mentions(self, title: str, abstract: str, phrase: str) -> float:
-        """Yes-vs-No log-odds that the abstract mentions `phrase` (a part of the question none of its words state):
-        the term statistics find the gap, the model reads whether other words fill it."""
-        return self._yes_no(_GAP_PREFIX + gap_prompt(title, abstract, phrase))
+    def mentions(self, title: str, text: str, phrase: str) -> float:
+        """Yes-vs-No log-odds that the paper's text mentions `phrase` (a part of the question none of its words
+        state): the term statistics find the gap, the model reads whether other words fill it."""
+        return self._yes_no(_GAP_PREFIX + gap_prompt(title, text, phrase))
 
     def _yes_no(self, prompt: str) -> float:
         import numpy as np
