@@ -74,6 +74,28 @@ def test_missing_phrase_names_the_rarest_terms_first_even_words_the_collection_n
     assert missing_phrase(terms, features.missing) == "protein structure or CASP15"
 
 
+def test_a_negated_term_is_not_what_is_missing_and_a_speakers_framing_is_no_term():
+    keywords = _Keywords({"metric": 10, "pretrain": 20, "lvlm": 15, "run": 40, "sft": 8, "first": 50})
+    question = "I think someone proposed a metric for LVLM pretraining without running SFT first?"
+    terms = question_terms(question, keywords)
+    by_word = {t.word: t for t in terms.terms}
+    assert "think" not in by_word and "someone" not in by_word and "proposed" not in by_word  # the speaker's words
+    assert [w for w, t in by_word.items() if t.negated] == ["running", "SFT", "first"]
+    paper = "A metric that measures how well an LVLM's pretraining fused the modalities."
+    features = candidate_features(terms, paper, similarity=0.5, sentence=0.5)
+    assert features.missing == () and features.coverage == 1.0  # lacking what was asked away is no gap
+    # Present, a negated term still counts: the paper that says "without SFT" states it.
+    said = candidate_features(terms, paper + " No SFT run is needed first.", similarity=0.5, sentence=0.5)
+    assert said.coverage == 1.0
+    # "not just images" still asks for images; "rather than X" does not ask for X.
+    kept = question_terms("alignment that covers audio outputs, not just images?", _Keywords({"imag": 5}))
+    assert not any(t.negated for t in kept.terms)
+    photos = question_terms("pairs street-view photos, rather than satellite imagery, with captions", keywords)
+    assert {t.word for t in photos.terms if t.negated} == {"satellite", "imagery"}
+    attention = question_terms("a model that doesn't use attention", keywords).terms[-1]
+    assert attention.word == "attention" and attention.negated
+
+
 def _candidate(title: str, text: str, score: float, sentences: list[str]) -> Candidate:
     hit = PaperHit(title, title, score, text, [])
     scored = [ScoredSentence(0, i, s, score) for i, s in enumerate(sentences)]

@@ -89,6 +89,8 @@ def candidate_features(
     missing: list[Term] = []
     for term in terms.terms:
         found = matches(term, stems)
+        if term.negated and not found:
+            continue  # asked to be absent: lacking it is no gap
         if term.df == 0 and not found:
             unseen += 1
             missing.append(term)

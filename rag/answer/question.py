@@ -95,6 +95,7 @@ class Term:
     position: int  # index among the question's words, to rebuild phrases
     df: int  # papers holding the stem (0: the collection never uses it)
     weight: float  # idf / the largest possible idf, 0..1
+    negated: bool = False  # asked *not* to be there ("without running SFT"): a paper lacking it lacks nothing
 
 
 @dataclass(frozen=True)
@@ -104,24 +105,84 @@ class QuestionTerms:
     papers: int  # collection size the weights were computed on
 
 
+# Generic grammar, no topic words. A negation puts the next few content words out of what is asked for, up to
+# a clause break ("without running SFT", "rather than satellite imagery"; not "not just images", which still
+# asks for images). A speaker's own verb ("I think ...", "someone told me ...") frames the question.
+_TOKEN = re.compile(r"(?u)\b\w\w+\b|\b[iI]\b|[,;:.?!()\[\]]|\s[-\u2013\u2014]+\s")
+_NEGATION = frozenset({"without", "not", "no", "nor", "never", "excluding", "except", "instead", "rather"})
+_NOT_NEGATING = frozenset({"just", "only", "merely", "simply", "solely", "necessarily", "least", "more", "less",
+                           "longer", "matter", "doubt", "one"})  # fmt: skip
+_CLAUSE = frozenset({"but", "and", "or", "so", "which", "that", "where", "while", "whereas", "yet", "because"})
+_NEGATED_WORDS = 3  # content words a negation reaches
+_SPEAKERS = frozenset({"i", "someone", "somebody", "colleague", "friend", "advisor", "supervisor"})
+_AUXILIARY = frozenset({"am", "was", "have", "had", "do", "did", "once", "also", "vaguely", "still", "really"})
+
+
+def _grammar(text: str, stop: frozenset[str]) -> tuple[set[int], set[int]]:
+    """(positions of speaker words, positions of negated words) among `_WORD.findall(text)`."""
+    speaker: set[int] = set()
+    negated: set[int] = set()
+    position = -1
+    reach = 0  # content words the open negation still covers
+    after_speaker = False
+    for match in _TOKEN.finditer(text):
+        token = match.group().strip().lower()
+        is_word = len(token) > 1 and token[0].isalnum()
+        if not is_word and token != "i":
+            reach, after_speaker = 0, False  # punctuation closes a clause
+            continue
+        if token == "i":
+            after_speaker = True
+            continue
+        position += 1
+        if token in _SPEAKERS:
+            speaker.add(position)
+            after_speaker = True
+            continue
+        if after_speaker and (token in _AUXILIARY or token in stop):
+            continue
+        if after_speaker:
+            speaker.add(position)  # the speaker's verb: think, heard, claimed, remember
+            after_speaker = False
+            continue
+        if token in _CLAUSE:
+            reach = 0
+            continue
+        negation = token in _NEGATION or text[match.end() : match.end() + 2] in ("'t", "\u2019t")
+        if negation:
+            reach = _NEGATED_WORDS
+            continue
+        if reach == _NEGATED_WORDS and token in ("than", "of"):
+            continue  # "rather than", "instead of"
+        if reach and token in _NOT_NEGATING:
+            reach = 0
+            continue
+        if reach and token not in stop:
+            negated.add(position)
+            reach -= 1
+    return speaker, negated
+
+
 def question_terms(text: str, keywords: KeywordIndex) -> QuestionTerms:
-    """The question's content terms, weighted by the collection's document frequencies."""
+    """The question's content terms, weighted by the collection's document frequencies; a speaker's framing
+    ("I think", "someone told me") is no term, and a term in a negation's reach is marked `negated`."""
     words = _WORD.findall(text)
     stop = stopwords("english") | FRAME_WORDS
+    speaker, negated = _grammar(text, stop)
     n = max(1, len(keywords))
     top = _idf(0, n)
     terms: list[Term] = []
     seen: set[str] = set()
     for position, word in enumerate(words):
         lowered = word.lower()
-        if lowered in stop or lowered.isdigit() and len(lowered) < 2:
+        if lowered in stop or lowered in _NEGATION or position in speaker or lowered.isdigit() and len(lowered) < 2:
             continue
         stem = stem_word(lowered)
         if stem in seen:
             continue
         seen.add(stem)
         df = keywords.stem_frequency(stem)
-        terms.append(Term(word, stem, position, df, _idf(df, n) / top))
+        terms.append(Term(word, stem, position, df, _idf(df, n) / top, position in negated))
     return QuestionTerms(terms, words, n)
 
 
