@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rag.chunking import ChunkPlan, abstract_sentences, chunk_paper, tiktoken_counter
@@ -209,11 +209,16 @@ def ingest(
         trusted = None
         if inputs is not None and settings.index.trust_fingerprints and not rebuild:
             trusted = _unchanged(state, inputs, store, catalog)
+        # Vector files exactly as the trusted run left them answered then; the probe would load them all (seconds).
+        files_as_left = trusted is not None and trusted.vector_files == store.vector_files_digest() != ""
         if not rebuild:  # the probe looks up the ids the run being trusted chose: none found by position
-            damage = store.damage(ids=trusted.probe if trusted else None)
+            damage = None if files_as_left else store.damage(ids=trusted.probe if trusted else None)
             if damage:
                 raise IndexStoreError(f"{store.where} is damaged: {damage}")
         if trusted is not None:
+            if not files_as_left:  # the probe found these files sound: the next run need not load them again
+                state.record(replace(trusted, vector_files=store.vector_files_digest()))
+                state.save()
             _report_outcome(report, trusted.outcome, report_problem)
             report.seconds = time.perf_counter() - started
             return report
@@ -272,10 +277,14 @@ def ingest(
         # Remembered only where the same inputs would now find nothing to do: a paper that gave no chunks
         # would be planned again, so that run would not be a no-op.
         if inputs is not None and not chunkless and (mark := _index_mark(store)) is not None:
-            state.record(Entry(inputs, others, mark, _outcome_of(report, prune), store.probe_ids(list(remaining))))
+            probe = store.probe_ids(list(remaining))
+            outcome = _outcome_of(report, prune)
+            state.record(Entry(inputs, others, mark, outcome, probe, store.vector_files_digest()))
         if (rate := estimator.measured()) is not None:
             state.set_rate(rate)
         state.save()
+        if report.papers_embedded or report.papers_pruned or report.sources_updated:
+            store.trust_written_files()
     report.seconds = time.perf_counter() - started
     return report
 
@@ -304,8 +313,13 @@ def _inputs(
 
 
 def _index_mark(store: ChromaStore) -> IndexMark | None:
+    """The index as it is now, read without loading its collections where the files allow it."""
     generation = store.written_generation()
-    return None if generation is None else IndexMark(generation, store.chunk_count(), store.sentence_count())
+    if generation is None:
+        return None
+    if (counts := store.stored_counts()) is not None:
+        return IndexMark(generation, *counts)
+    return IndexMark(generation, store.chunk_count(), store.sentence_count())
 
 
 def _unchanged(state: IngestState, inputs: Inputs, store: ChromaStore, catalog: PaperCatalog | None) -> Entry | None:

@@ -7,7 +7,8 @@ records, beside the index (`ingest-state.json`, written whole and atomically, un
 lock), one entry: the settings fingerprint, --prune, every file read (path, size, mtime_ns, blake2b
 of its bytes) and what listing them reported, whether each other file the index cites existed, the
 index as the run left it (generation stamp, chunk and sentence counts, a few stored ids for the
-damage probe to look up) and the counts a run over the same inputs reports again. A later run
+damage probe to look up, the vector files' fingerprints) and the counts a run over the same inputs reports
+again. A later run
 whose inputs and index match an entry in every part reports those counts without reading a
 record; any difference, however harmless (a file touched but not changed), takes the full path,
 which records a fresh entry when it completes. The file also keeps the encoder rate of the last
@@ -74,6 +75,7 @@ class IndexMark:
     generation: str
     chunks: int
     sentences: int
+    log: int = 0  # the write log's last sequence number: moves with any write, a stamping one or not
 
 
 @dataclass
@@ -96,6 +98,7 @@ class Entry:
     index: IndexMark
     outcome: Outcome
     probe: dict[str, list[str]]  # stored chunk and sentence ids for `ChromaStore.damage(ids=...)`
+    vector_files: str = ""  # the vector files' fingerprints as the run left them (rag.store_files.files_digest)
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,8 @@ class IngestState:
                 if cited_others(raw["others"], ()) != raw["others"]:
                     return None
                 probe = {str(k): [str(i) for i in v] for k, v in raw["probe"].items()}
-                return Entry(inputs, dict(raw["others"]), index, _outcome(raw["outcome"]), probe)
+                outcome = _outcome(raw["outcome"])
+                return Entry(inputs, dict(raw["others"]), index, outcome, probe, str(raw.get("vector_files", "")))
             except (KeyError, TypeError, ValueError, AttributeError):
                 return None  # a hand-edited or older file: the full path is always right
         return None
@@ -158,6 +162,7 @@ class IngestState:
             "index": asdict(entry.index),
             "outcome": asdict(entry.outcome) | {"problems": [[p.location, p.message] for p in entry.outcome.problems]},
             "probe": entry.probe,
+            "vector_files": entry.vector_files,
         }
         kept = [
             e

@@ -192,6 +192,45 @@ def test_another_write_to_the_index_makes_the_next_run_read(tmp_path, embedder, 
     assert library.ingest([corpus], progress=False).papers_unchanged == 7 and reads == []
 
 
+def test_a_write_that_stamps_nothing_still_makes_the_next_run_read(tmp_path, embedder, corpus, reads):
+    """Another Chroma client (a script of the user's) writes without the generation stamp: the write log moves."""
+    library = make_library(tmp_path / "idx", embedder)
+    library.ingest([corpus], progress=False)
+    store = library.store()
+    (first,) = store.collection.get(limit=1, include=["metadatas", "documents", "embeddings"])["ids"][:1] or [None]
+    got = store.collection.get(ids=[first], include=["metadatas", "documents", "embeddings"])
+    store.collection.upsert(ids=[first], embeddings=got["embeddings"], documents=["edited elsewhere"],
+                            metadatas=got["metadatas"])  # fmt: skip
+    reads.clear()
+    assert library.ingest([corpus], progress=False).papers_unchanged == 7 and reads
+
+
+def test_a_no_op_after_a_big_write_loads_no_collection_and_reads_no_vector_file(
+    tmp_path, embedder, seed_corpus, monkeypatch
+):
+    """What makes a no-op of 100k papers take seconds, not minutes: the collections' counts come from
+    chroma.sqlite3, the vector files the writer saved are known sound, and files as the last run left them
+    need no probe (each of these loads or reads every vector: about 10 s at 100k papers)."""
+    import chromadb.api.models.Collection as collection_module
+
+    import rag.store_files
+    from rag.store import ChromaStore
+
+    papers = write_jsonl(tmp_path / "all.jsonl", seed_corpus.papers)  # over Chroma's 1,000-vector save point
+    library = make_library(tmp_path / "idx", embedder)
+    assert library.ingest([papers], progress=False).papers_embedded == 275
+    assert any((folder / "data_level0.bin").exists() for folder in rag.store_files.segment_folders(tmp_path / "idx"))
+
+    def forbidden(*_args, **_kwargs):
+        raise AssertionError("a no-op loaded a collection or read a vector file")
+
+    monkeypatch.setattr(collection_module.Collection, "count", forbidden)
+    monkeypatch.setattr(ChromaStore, "damage", forbidden)
+    monkeypatch.setattr(rag.store_files, "check_folder", forbidden)
+    again = make_library(tmp_path / "idx", embedder).ingest([papers], progress=False)
+    assert (again.papers_unchanged, again.papers_embedded) == (275, 0)
+
+
 def test_merged_metadata_and_problems_survive_the_shortcut(tmp_path, embedder, seed_corpus, reads):
     papers = seed_corpus.papers[:3]
     plain = tmp_path / "plain.jsonl"
