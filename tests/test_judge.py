@@ -92,8 +92,18 @@ def test_a_negated_term_is_not_what_is_missing_and_a_speakers_framing_is_no_term
     assert not any(t.negated for t in kept.terms)
     photos = question_terms("pairs street-view photos, rather than satellite imagery, with captions", keywords)
     assert {t.word for t in photos.terms if t.negated} == {"satellite", "imagery"}
+    numeral = question_terms("Does type I interferon drive lupus?", keywords)  # "I" opens no clause here
+    assert {t.word for t in numeral.terms} == {"interferon", "drive", "lupus"}
     attention = question_terms("a model that doesn't use attention", keywords).terms[-1]
     assert attention.word == "attention" and attention.negated
+
+
+def test_missing_phrase_keeps_a_hyphenated_word_whole():
+    keywords = _Keywords({"fast": 50, "magnet": 5, "brain": 30, "record": 20, "non": 40, "invas": 3})
+    terms = question_terms("decoding from a fast, non-invasive magnetic brain recording", keywords)
+    features = candidate_features(terms, "Decoding from magnetic brain recordings.", similarity=0.5, sentence=0.5)
+    assert missing_phrase(terms, features.missing, limit=1) == "non-invasive"
+    assert missing_phrase(question_terms("a diffusion model for weather", keywords), [], limit=1) == ""
 
 
 def _candidate(title: str, text: str, score: float, sentences: list[str]) -> Candidate:

@@ -142,11 +142,18 @@ def missing_phrase(terms: QuestionTerms, missing: Sequence[Term], limit: int = 2
     phrases: list[str] = []
     for term in sorted(ranked, key=lambda t: t.position):
         start = end = term.position
-        if end + 1 in content and end + 1 < len(terms.words):
-            end += 1
-        elif start - 1 in content:
+        while start in terms.hyphenated:  # a hyphenated word is one word: "non-invasive", not "invasive magnetic"
             start -= 1
-        phrase = " ".join(terms.words[start : end + 1])
+        while end + 1 in terms.hyphenated:
+            end += 1
+        if start == end and end + 1 in content and end + 1 < len(terms.words):
+            end += 1
+        elif start == end and start - 1 in content:
+            start -= 1
+        phrase = "".join(
+            ("-" if i in terms.hyphenated and i > start else " " if i > start else "") + terms.words[i]
+            for i in range(start, end + 1)
+        )
         if phrases and phrase.split()[0] in phrases[-1].split():
             phrases[-1] = " ".join(dict.fromkeys([*phrases[-1].split(), *phrase.split()]))
         elif phrase not in phrases:

@@ -103,6 +103,7 @@ class QuestionTerms:
     terms: list[Term]
     words: list[str]  # the question's words, as typed (for phrases)
     papers: int  # collection size the weights were computed on
+    hyphenated: frozenset[int] = frozenset()  # positions of words joined to the one before ("non-invasive")
 
 
 # Generic grammar, no topic words. A negation puts the next few content words out of what is asked for, up to
@@ -115,7 +116,9 @@ _NOT_NEGATING = frozenset({"just", "only", "merely", "simply", "solely", "necess
 _CLAUSE = frozenset({"but", "and", "or", "so", "which", "that", "where", "while", "whereas", "yet", "because"})
 _NEGATED_WORDS = 3  # content words a negation reaches
 _SPEAKERS = frozenset({"i", "someone", "somebody", "colleague", "friend", "advisor", "supervisor"})
-_AUXILIARY = frozenset({"am", "was", "have", "had", "do", "did", "once", "also", "vaguely", "still", "really"})
+_AUXILIARY = frozenset({"am", "was", "have", "had", "do", "did", "once", "also", "vaguely", "still", "really", "ve",
+                        "ll", "re"})  # fmt: skip
+_CLAUSE_START = frozenset({"and", "but", "so", "because", "as", "if", "when", "since", "though", "although"})
 
 
 def _grammar(text: str, stop: frozenset[str]) -> tuple[set[int], set[int]]:
@@ -125,21 +128,23 @@ def _grammar(text: str, stop: frozenset[str]) -> tuple[set[int], set[int]]:
     position = -1
     reach = 0  # content words the open negation still covers
     after_speaker = False
+    clause_start = True  # "I" opens a clause ("I think ..."); elsewhere it is a numeral ("type I interferon")
     for match in _TOKEN.finditer(text):
         token = match.group().strip().lower()
         is_word = len(token) > 1 and token[0].isalnum()
         if not is_word and token != "i":
-            reach, after_speaker = 0, False  # punctuation closes a clause
+            reach, after_speaker, clause_start = 0, False, True  # punctuation closes a clause
             continue
         if token == "i":
-            after_speaker = True
+            after_speaker = clause_start
             continue
         position += 1
+        clause_start = token in _CLAUSE_START
         if token in _SPEAKERS:
             speaker.add(position)
             after_speaker = True
             continue
-        if after_speaker and (token in _AUXILIARY or token in stop):
+        if after_speaker and token in _AUXILIARY:
             continue
         if after_speaker:
             speaker.add(position)  # the speaker's verb: think, heard, claimed, remember
@@ -166,7 +171,11 @@ def _grammar(text: str, stop: frozenset[str]) -> tuple[set[int], set[int]]:
 def question_terms(text: str, keywords: KeywordIndex) -> QuestionTerms:
     """The question's content terms, weighted by the collection's document frequencies; a speaker's framing
     ("I think", "someone told me") is no term, and a term in a negation's reach is marked `negated`."""
-    words = _WORD.findall(text)
+    found = list(_WORD.finditer(text))
+    words = [m.group() for m in found]
+    hyphenated = frozenset(
+        i for i in range(1, len(found)) if text[found[i - 1].end() : found[i].start()] in ("-", "\u2010", "\u2011")
+    )
     stop = stopwords("english") | FRAME_WORDS
     speaker, negated = _grammar(text, stop)
     n = max(1, len(keywords))
@@ -183,7 +192,7 @@ def question_terms(text: str, keywords: KeywordIndex) -> QuestionTerms:
         seen.add(stem)
         df = keywords.stem_frequency(stem)
         terms.append(Term(word, stem, position, df, _idf(df, n) / top, position in negated))
-    return QuestionTerms(terms, words, n)
+    return QuestionTerms(terms, words, n, hyphenated)
 
 
 def _idf(df: int, n: int) -> float:
