@@ -75,6 +75,24 @@ def test_every_abstract_sentence_is_stored_with_its_vector(seed_library, embedde
     assert np.allclose(np.stack([stored[s] for s in sample]), embedder.embed(sample), atol=1e-4)
 
 
+def test_whole_papers_are_read_by_chunk_id_and_other_ids_are_still_found(tmp_path, embedder, small_corpus):
+    library = make_library(tmp_path / "idx", embedder)
+    library.ingest([small_corpus], progress=False)
+    store = library.store()
+    indexed = store.indexed_papers()
+    filtered = store.collection.get(where={"paper_id": {"$in": list(indexed)}}, include=["documents"])
+    assert sorted(m.chunk_id for m, _ in store.chunks_of(list(indexed))) == sorted(filtered["ids"])
+    # A chunk stored under an id of another scheme (an older writer) is found by a filter on its paper.
+    paper = next(iter(indexed))
+    rows = store.collection.get(where={"paper_id": paper}, include=["documents", "metadatas", "embeddings"])
+    store.collection.delete(ids=rows["ids"])
+    store.collection.add(ids=[f"other-scheme-{i}" for i in range(len(rows["ids"]))], documents=rows["documents"],
+                         metadatas=rows["metadatas"], embeddings=rows["embeddings"])  # fmt: skip
+    order = sorted(range(len(rows["ids"])), key=lambda i: rows["metadatas"][i]["chunk_index"])
+    expected = [rows["documents"][i] for i in order]
+    assert store.passages_of([paper, "no-such-paper"]) == {paper: expected, "no-such-paper": []}
+
+
 def test_changed_abstract_is_reembedded_alone(tmp_path, embedder, seed_corpus, small_corpus):
     library = make_library(tmp_path / "idx", embedder)
     assert library.ingest([small_corpus], progress=False).papers_embedded == 6
