@@ -6,12 +6,12 @@ hashing the files' bytes takes a fraction of a second. So each ingest of files t
 records, beside the index (`ingest-state.json`, written whole and atomically, under the ingest
 lock), one entry: the settings fingerprint, --prune, every file read (path, size, mtime_ns, blake2b
 of its bytes) and what listing them reported, whether each other file the index cites existed, the
-index as the run left it (generation stamp, chunk and sentence counts, a few stored ids for the
-damage probe to look up, the vector files' fingerprints) and the counts a run over the same inputs reports
-again. A later run
-whose inputs and index match an entry in every part reports those counts without reading a
-record; any difference, however harmless (a file touched but not changed), takes the full path,
-which records a fresh entry when it completes. The file also keeps the encoder rate of the last
+index as the run left it (generation stamp, chunk and sentence counts and the write log's sequence
+number read from chroma.sqlite3, a few stored ids for the damage probe to look up, the vector files'
+fingerprints) and the counts a run over the same inputs reports again. A later run whose inputs and
+index match an entry in every part reports those counts without reading a record; any difference,
+however harmless (a file touched but not changed), takes the full path, which records a fresh entry
+when it completes. The file also keeps the encoder rate of the last
 big ingest, for the time estimate printed before the next.
 """
 

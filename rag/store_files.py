@@ -105,7 +105,7 @@ def trust_written(index_path: Path, collections: set[str]) -> None:
 
     Chroma loaded these vectors from files that passed the check (`damaged_files` runs before any load)
     and saved them whole from memory, so what it wrote is what it read plus what was added. Reading
-    them again would cost the next command about a second per 100,000 vectors (14 s at 100k papers).
+    them again would cost the next command about a second per 100,000 vectors (about 10 s at 100k papers).
     Only the files' current fingerprints are recorded: any later change to them is read again.
     """
     owners = collection_names(index_path)
