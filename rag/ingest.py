@@ -210,14 +210,15 @@ def ingest(
         if inputs is not None and settings.index.trust_fingerprints and not rebuild:
             trusted = _unchanged(state, inputs, store, catalog)
         # Vector files exactly as the trusted run left them answered then; the probe would load them all (seconds).
-        files_as_left = trusted is not None and trusted.vector_files == store.vector_files_digest() != ""
+        vector_files = store.vector_files_digest() if trusted is not None else ""
+        files_as_left = trusted is not None and trusted.vector_files == vector_files != ""
         if not rebuild:  # the probe looks up the ids the run being trusted chose: none found by position
             damage = None if files_as_left else store.damage(ids=trusted.probe if trusted else None)
             if damage:
                 raise IndexStoreError(f"{store.where} is damaged: {damage}")
         if trusted is not None:
             if not files_as_left:  # the probe found these files sound: the next run need not load them again
-                state.record(replace(trusted, vector_files=store.vector_files_digest()))
+                state.record(replace(trusted, vector_files=vector_files))
                 state.save()
             _report_outcome(report, trusted.outcome, report_problem)
             report.seconds = time.perf_counter() - started
@@ -328,7 +329,7 @@ def _unchanged(state: IngestState, inputs: Inputs, store: ChromaStore, catalog: 
     if mark is None:
         return None
     entry = state.match(inputs, mark)
-    if entry is None or (catalog is not None and not catalog.is_current(store)):
+    if entry is None or (catalog is not None and not catalog.is_current(store, mark.chunks)):
         return None
     return entry
 

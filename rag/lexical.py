@@ -203,11 +203,12 @@ class PaperCatalog:
         """
         return f"{self.collection}-{self.content_digest()}-t{self.title_weight}"
 
-    def is_current(self, store: ChromaStore) -> bool:
-        """Refreshed at the index's current generation (and chunk count, for indexes never stamped)."""
+    def is_current(self, store: ChromaStore, chunks: int | None = None) -> bool:
+        """Refreshed at the index's current generation (and chunk count, for indexes never stamped; pass it
+        where it was just read)."""
         if self._state("store_generation") != store.generation or self._state("title_weight") != str(self.title_weight):
             return False
-        return self._state("chunks") == str(_chunks(store))
+        return self._state("chunks") == str(_chunks(store) if chunks is None else chunks)
 
     # --- refresh ----------------------------------------------------------------------------------
 

@@ -132,22 +132,16 @@ def stored_counts(index_path: Path) -> dict[str, int] | None:
     """{collection name: records it holds} and, under "", the write log's last sequence number, read from
     chroma.sqlite3 without loading any collection (Chroma's own count loads it first: about a second per
     10,000 papers). None where the file is not laid out as Chroma 1.x lays it out."""
-    import sqlite3
-    from urllib.parse import quote
 
-    try:
-        db = sqlite3.connect(f"file:{quote(str(index_path / 'chroma.sqlite3'))}?mode=ro", uri=True, timeout=5)
-        try:
-            rows = db.execute(
-                "SELECT c.name, COUNT(e.id) FROM collections c JOIN segments s ON s.collection = c.id "
-                "AND s.scope = 'METADATA' LEFT JOIN embeddings e ON e.segment_id = s.id GROUP BY c.name"
-            ).fetchall()
-            (last,) = db.execute("SELECT COALESCE(MAX(seq_id), 0) FROM embeddings_queue").fetchone()
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return None
-    return {str(name): int(count) for name, count in rows} | {"": int(last)}
+    def read(db) -> dict[str, int]:
+        rows = db.execute(
+            "SELECT c.name, COUNT(e.id) FROM collections c JOIN segments s ON s.collection = c.id "
+            "AND s.scope = 'METADATA' LEFT JOIN embeddings e ON e.segment_id = s.id GROUP BY c.name"
+        ).fetchall()
+        (last,) = db.execute("SELECT COALESCE(MAX(seq_id), 0) FROM embeddings_queue").fetchone()
+        return {str(name): int(count) for name, count in rows} | {"": int(last)}
+
+    return _read_sqlite(index_path, read)
 
 
 def _stable_verdict(folder: Path) -> tuple[list[str] | None, list | None]:
@@ -185,20 +179,29 @@ def _save_verdicts(index_path: Path, verdicts: dict) -> None:
         temporary.unlink(missing_ok=True)  # a read-only index: the verdicts stay in this process's memory
 
 
-def collection_names(index_path: Path) -> dict[str, str]:
-    """{segment folder name: collection name}, read from chroma.sqlite3 without changing it."""
+def _read_sqlite(index_path: Path, read):  # -> what `read(connection)` returns, or None
+    """Run `read` on chroma.sqlite3 opened read-only (nothing is changed); None where it cannot be read."""
     import sqlite3
     from urllib.parse import quote
 
     try:
         db = sqlite3.connect(f"file:{quote(str(index_path / 'chroma.sqlite3'))}?mode=ro", uri=True, timeout=5)
         try:
-            rows = db.execute("SELECT s.id, c.name FROM segments s JOIN collections c ON s.collection = c.id")
-            return {str(segment): str(name) for segment, name in rows}
+            return read(db)
         finally:
             db.close()
     except sqlite3.Error:
-        return {}
+        return None
+
+
+def collection_names(index_path: Path) -> dict[str, str]:
+    """{segment folder name: collection name}, read from chroma.sqlite3 without changing it."""
+
+    def read(db) -> dict[str, str]:
+        rows = db.execute("SELECT s.id, c.name FROM segments s JOIN collections c ON s.collection = c.id")
+        return {str(segment): str(name) for segment, name in rows}
+
+    return _read_sqlite(index_path, read) or {}
 
 
 def describe(index_path: Path, damaged: list[DamagedFile]) -> str:
