@@ -150,10 +150,9 @@ def missing_phrase(terms: QuestionTerms, missing: Sequence[Term], limit: int = 2
             end += 1
         elif start == end and start - 1 in content:
             start -= 1
-        phrase = "".join(
-            ("-" if i in terms.hyphenated and i > start else " " if i > start else "") + terms.words[i]
-            for i in range(start, end + 1)
-        )
+        phrase = terms.words[start]
+        for i in range(start + 1, end + 1):
+            phrase += ("-" if i in terms.hyphenated else " ") + terms.words[i]
         if phrases and phrase.split()[0] in phrases[-1].split():
             phrases[-1] = " ".join(dict.fromkeys([*phrases[-1].split(), *phrase.split()]))
         elif phrase not in phrases:
