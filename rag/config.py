@@ -253,7 +253,7 @@ class AnswerSettings(_Section):
         "they answer, where the term statistics are unsure (answer.judge_band); None: the statistics alone decide.",
     )
     judge_band: tuple[float, float] = Field(
-        (0.3, 1.0),
+        (0.3, 0.8),
         description="The judge model is asked only when the statistics' probability falls inside this band.",
     )
     gap_check: tuple[float, float] | None = Field(
