@@ -63,6 +63,29 @@ def rrf_fuse(rankings: Sequence[tuple[Sequence[str], float]], rrf_k: float) -> l
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
+def missed_by_vector_search(dense: dict[str, list[ChunkMatch]], best: dict[str, float]) -> list[str]:
+    """Papers outside the vector search's results whose best chunk beats the weakest chunk it returned.
+
+    HNSW search is approximate: a chunk can be unreachable in its graph (many near-identical vectors crowd
+    it out), so a paper BM25 found can score higher, read exactly, than chunks the vector search did return.
+    With an exact search this list is always empty.
+    """
+    returned = [m.similarity for matches in dense.values() for m in matches]
+    if not returned:
+        return []
+    floor = min(returned)
+    return [pid for pid, similarity in best.items() if pid not in dense and similarity > floor]
+
+
+def vector_order(
+    dense: dict[str, list[ChunkMatch]], scored: dict[str, list[tuple[ChunkMatch, np.ndarray | None]]], missed: list[str]
+) -> list[str]:
+    """The vector ranking with the papers it missed put where their best chunk belongs."""
+    best = {pid: matches[0].similarity for pid, matches in dense.items()}
+    best.update({pid: scored[pid][0][0].similarity for pid in missed})
+    return sorted(best, key=lambda pid: (-best[pid], pid))
+
+
 def mmr_order(
     candidates: Sequence[str], relevance: dict[str, float], vectors: dict[str, np.ndarray], lam: float
 ) -> list[str]:
@@ -222,7 +245,6 @@ class Retriever:
         fused = rrf_fuse(rankings, s.rrf_k)
         depth = max(k, s.rerank_depth) if (rerank or s.mmr_lambda is not None) else k
         candidates = [pid for pid, _ in fused[:depth]]
-        fused_score = dict(fused)
 
         # A paper the vector search found already has its best chunks with exact similarities; only the
         # papers BM25 alone found (or all, when MMR needs vectors) are read back and scored here.
@@ -231,6 +253,13 @@ class Retriever:
             pid: [(m, None) for m in dense[pid]] for pid in candidates if pid in dense and not need_vectors
         }
         scored.update(self._score_chunks(vector, [pid for pid in candidates if pid not in scored]))
+        missed = missed_by_vector_search(dense, {pid: scored[pid][0][0].similarity for pid in scored if scored[pid]})
+        if mode == "hybrid" and missed:
+            rankings[0] = (vector_order(dense, scored, missed), rankings[0][1])
+            fused = rrf_fuse(rankings, s.rrf_k)
+            candidates = [pid for pid, _ in fused[:depth]]
+            scored.update(self._score_chunks(vector, [pid for pid in candidates if pid not in scored]))
+        fused_score = dict(fused)
         if rerank and candidates:
             sentence_best = self._best_sentences(vector, candidates)
             order = [pid for pid in candidates if pid in sentence_best]

@@ -10,7 +10,8 @@ import pytest
 from rag.errors import RagError
 from rag.filters import PaperFilter, paper_matches, parse_filters, source_matches
 from rag.lexical import keyword_tokens
-from rag.retrieval import mmr_order, rrf_fuse
+from rag.retrieval import missed_by_vector_search, mmr_order, rrf_fuse, vector_order
+from rag.store import ChunkMatch
 from tests.conftest import make_library, run_cli
 
 # --- pure parts -------------------------------------------------------------------------------------
@@ -34,6 +35,19 @@ def test_mmr_prefers_a_different_paper_over_a_near_duplicate():
     relevance = {"a": 1.0, "a2": 0.95, "b": 0.8}
     assert mmr_order(["a", "a2", "b"], relevance, vectors, lam=1.0) == ["a", "a2", "b"]
     assert mmr_order(["a", "a2", "b"], relevance, vectors, lam=0.5) == ["a", "b", "a2"]
+
+
+def _match(pid: str, similarity: float) -> ChunkMatch:
+    return ChunkMatch(f"{pid}#0", pid, "text", similarity, None)  # type: ignore[arg-type]
+
+
+def test_a_paper_the_vector_search_missed_is_put_where_its_exact_similarity_belongs():
+    dense = {"a": [_match("a", 0.4)], "b": [_match("b", 0.3), _match("b", 0.2)]}
+    best = {"a": 0.4, "x": 0.6, "y": 0.25, "z": 0.1}  # x and y beat the weakest returned chunk (0.2), z does not
+    assert missed_by_vector_search(dense, best) == ["x", "y"]
+    assert missed_by_vector_search({}, best) == []  # no vector search (BM25 only): nothing to repair
+    scored = {"x": [(_match("x", 0.6), None)], "y": [(_match("y", 0.25), None)]}
+    assert vector_order(dense, scored, ["x", "y"]) == ["x", "a", "b", "y"]
 
 
 def test_keyword_tokens_stem_and_drop_stopwords():
@@ -147,6 +161,26 @@ def test_bm25_finds_a_rare_code_and_hybrid_keeps_it(small_index):
     hybrid = library.search("results on XQ-17B", k=3, mode="hybrid")
     assert hybrid[0].paper_id == "p-zebra"
     assert hybrid[0].lexical is not None and hybrid[0].lexical > 0
+
+
+@pytest.mark.slow
+def test_hybrid_repairs_a_paper_the_approximate_vector_search_missed(small_index, monkeypatch):
+    """HNSW can leave a chunk unreachable (seen with 64 near-identical chunks beside it); BM25 still finds the
+    paper, and its exact similarity then puts it back into the vector ranking instead of last there."""
+    library, _ = small_index
+    question = "low-resource translation with back-translation"
+    honest = library.search(question, k=5, mode="hybrid")
+    assert honest[0].paper_id == "p-translate" and honest[0].lexical is not None
+    store = library.store()
+    real_query = store.query
+
+    def query_missing_translate(vector, n_results, where=None):
+        return [m for m in real_query(vector, n_results, where) if m.paper_id != "p-translate"]
+
+    monkeypatch.setattr(store, "query", query_missing_translate)
+    repaired = library.search(question, k=5, mode="hybrid")
+    assert [h.paper_id for h in repaired] == [h.paper_id for h in honest]
+    assert [h.fused for h in repaired] == pytest.approx([h.fused for h in honest])
 
 
 @pytest.mark.slow
