@@ -36,6 +36,11 @@ STAMP_FILE = ".generation"
 # exact 40 on every open measured; 256 leaves room, for well under a millisecond more per search.
 SEARCH_EF = 256
 HNSW_CONFIG = {"space": "cosine", "ef_search": SEARCH_EF}
+# The sentence collection is only ever read back by paper id (its vectors feed the evidence stage), never
+# searched by vector, yet Chroma builds an HNSW graph for every collection. A sparse graph (4 neighbours,
+# build width 8) makes its inserts ~2.5x cheaper (40,000 rows: 43.7 s -> 17.2 s, most of what is left is
+# SQLite); a search over it would still work, only less exactly.
+SENTENCE_HNSW_CONFIG = HNSW_CONFIG | {"ef_construction": 8, "max_neighbors": 4}
 
 
 def telemetry_off() -> None:

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.chroma import HNSW_CONFIG, SEARCH_EF, explain_store_errors, open_connection, read_stamp, telemetry_off
+from rag.chroma import (
+    HNSW_CONFIG,
+    SEARCH_EF,
+    SENTENCE_HNSW_CONFIG,
+    explain_store_errors,
+    open_connection,
+    read_stamp,
+    telemetry_off,
+)
 from rag.errors import IndexStoreError
 from rag.store_files import files_digest, stored_counts, trust_written
 from rag.store_integrity import ChromaIntegrity
@@ -152,7 +160,9 @@ class ChromaStore(ChromaIntegrity):
         names = {c.name for c in self._client.list_collections()}
         if create and self.sentence_collection_name not in names:
             self._client.create_collection(
-                self.sentence_collection_name, embedding_function=None, configuration={"hnsw": dict(HNSW_CONFIG)}
+                self.sentence_collection_name,
+                embedding_function=None,
+                configuration={"hnsw": dict(SENTENCE_HNSW_CONFIG)},
             )
             names.add(self.sentence_collection_name)
         self._wanted = (True, self.sentence_collection_name in names)

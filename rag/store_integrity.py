@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from rag.chroma import HNSW_CONFIG, explain_store_errors
+from rag.chroma import HNSW_CONFIG, SENTENCE_HNSW_CONFIG, explain_store_errors
 
 _PAGE = 5000
 
@@ -212,8 +212,9 @@ class ChromaIntegrity:
         spare = f"{name}-repair"
         if spare in {c.name for c in self._client.list_collections()}:
             self._client.delete_collection(spare)
+        config = SENTENCE_HNSW_CONFIG if which == "sentences" else HNSW_CONFIG
         new = self._client.create_collection(
-            spare, embedding_function=None, configuration={"hnsw": dict(HNSW_CONFIG)}, metadata=old.metadata
+            spare, embedding_function=None, configuration={"hnsw": dict(config)}, metadata=old.metadata
         )
         lost = set(missing)
         embedded = 0

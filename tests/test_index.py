@@ -268,6 +268,12 @@ def test_vector_search_looks_wide_and_an_older_index_is_widened_by_a_writer(seed
     store = seed_library.store()
     assert store.collection.configuration["hnsw"]["ef_search"] == SEARCH_EF
     assert store.sentences.configuration["hnsw"]["ef_search"] == SEARCH_EF
+    # never searched by vector: a sparse graph, cheap to insert into
+    assert store.collection.configuration["hnsw"]["max_neighbors"] == 16
+    assert (
+        store.sentences.configuration["hnsw"]["max_neighbors"],
+        store.sentences.configuration["hnsw"]["ef_construction"],
+    ) == (4, 8)
 
     meta = {"embedding_model": "m", "dimension": 3, "index_format": INDEX_FORMAT, "embedding_precision": "fp32"}
     client = chromadb.PersistentClient(str(tmp_path / "old"))
