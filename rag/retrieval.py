@@ -253,8 +253,12 @@ class Retriever:
             pid: [(m, None) for m in dense[pid]] for pid in candidates if pid in dense and not need_vectors
         }
         scored.update(self._score_chunks(vector, [pid for pid in candidates if pid not in scored]))
-        missed = missed_by_vector_search(dense, {pid: scored[pid][0][0].similarity for pid in scored if scored[pid]})
-        if mode == "hybrid" and missed:
+        missed = []
+        if mode == "hybrid":  # only a fused ranking can hold a paper the vector search missed
+            missed = missed_by_vector_search(
+                dense, {pid: chunks[0][0].similarity for pid, chunks in scored.items() if chunks}
+            )
+        if missed:
             rankings[0] = (vector_order(dense, scored, missed), rankings[0][1])
             fused = rrf_fuse(rankings, s.rrf_k)
             candidates = [pid for pid, _ in fused[:depth]]
