@@ -6,7 +6,8 @@
   every HEAD to a 404.
 - uvicorn answers a request its HTTP parser refuses before any route runs, in plain text ("Invalid HTTP
   request received."); `json_errors_protocol` gives that answer the JSON error shape too, 414 when the
-  URL is longer than the parser takes (64 kB: httptools cannot address more).
+  URL is longer than the parser takes (64 kB: httptools cannot address more). h11 takes a longer URL when
+  the whole request arrives in one read, so `Normalised` answers that one with the same 414.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rag.server.errors import error_json
 
 MAX_URL_BYTES = 65_535  # httptools' URL parser keeps offsets in 16 bits; h11 is given the same room
 H11_HEAD_BYTES = MAX_URL_BYTES + 16 * 1024  # the request line and the headers, for h11
+URL_TOO_LONG = f"the URL is longer than {MAX_URL_BYTES:,} bytes (a question may have 4,000 characters)"
 _SLASHES = re.compile(r"/{2,}")
 
 
@@ -33,6 +35,13 @@ class Normalised:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        url_bytes = len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string") or b"")
+        if url_bytes > MAX_URL_BYTES:  # h11 parsed it in one read; httptools would have refused it
+            body = error_json(414, URL_TOO_LONG)
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+            await send({"type": "http.response.start", "status": 414, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
             return
         if "//" in scope["path"]:
             scope = {**scope, "path": _SLASHES.sub("/", scope["path"])}
@@ -65,7 +74,7 @@ def with_json_errors(base: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
         def send_400_response(self, msg: str) -> None:
             if _url_bytes(self) > MAX_URL_BYTES:
                 status = 414
-                message = f"the URL is longer than {MAX_URL_BYTES:,} bytes (a question may have 4,000 characters)"
+                message = URL_TOO_LONG
             else:
                 status, message = 400, f"the request is not valid HTTP/1.1 ({msg.rstrip('.')})"
             body = error_json(status, message)
