@@ -77,6 +77,18 @@ def missed_by_vector_search(dense: dict[str, list[ChunkMatch]], best: dict[str, 
     return [pid for pid, similarity in best.items() if pid not in dense and similarity > floor]
 
 
+def within_reach_of_top(
+    fused: list[tuple[str, float]], lexical_order: list[str], dense: Collection[str], depth: int, first_gain: float
+) -> list[str]:
+    """Papers only BM25 found that would reach the fused top `depth` were they first in the vector ranking
+    (`first_gain` = dense weight / (rrf_k + 1)), at most `depth` of them in BM25 order: the papers whose
+    exact similarity decides whether the vector search missed one that matters."""
+    fused_score = dict(fused)
+    floor = fused[depth - 1][1] if len(fused) >= depth else 0.0
+    reach = [pid for pid in lexical_order if pid not in dense and fused_score.get(pid, 0.0) + first_gain >= floor]
+    return reach[:depth]
+
+
 def vector_order(
     dense: dict[str, list[ChunkMatch]], scored: dict[str, list[tuple[ChunkMatch, np.ndarray | None]]], missed: list[str]
 ) -> list[str]:
@@ -252,7 +264,12 @@ class Retriever:
         scored: dict[str, list[tuple[ChunkMatch, np.ndarray | None]]] = {
             pid: [(m, None) for m in dense[pid]] for pid in candidates if pid in dense and not need_vectors
         }
-        scored.update(self._score_chunks(vector, [pid for pid in candidates if pid not in scored]))
+        unread = [pid for pid in candidates if pid not in scored]
+        if mode == "hybrid":  # HNSW is approximate: read also the papers that could be a miss that matters
+            first_gain = rankings[0][1] / (s.rrf_k + 1)
+            reach = within_reach_of_top(fused, rankings[1][0], dense, depth, first_gain)
+            unread += [pid for pid in reach if pid not in scored and pid not in candidates]
+        scored.update(self._score_chunks(vector, unread))
         missed = []
         if mode == "hybrid":  # only a fused ranking can hold a paper the vector search missed
             missed = missed_by_vector_search(

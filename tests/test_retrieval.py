@@ -10,7 +10,7 @@ import pytest
 from rag.errors import RagError
 from rag.filters import PaperFilter, paper_matches, parse_filters, source_matches
 from rag.lexical import keyword_tokens
-from rag.retrieval import missed_by_vector_search, mmr_order, rrf_fuse, vector_order
+from rag.retrieval import missed_by_vector_search, mmr_order, rrf_fuse, vector_order, within_reach_of_top
 from rag.store import ChunkMatch
 from tests.conftest import make_library, run_cli
 
@@ -48,6 +48,15 @@ def test_a_paper_the_vector_search_missed_is_put_where_its_exact_similarity_belo
     assert missed_by_vector_search({}, best) == []  # no vector search (BM25 only): nothing to repair
     scored = {"x": [(_match("x", 0.6), None)], "y": [(_match("y", 0.25), None)]}
     assert vector_order(dense, scored, ["x", "y"]) == ["x", "a", "b", "y"]
+
+
+def test_the_papers_a_vector_search_miss_could_lift_into_the_top_are_read():
+    fused = [("a", 0.5), ("x", 0.25), ("b", 0.2), ("y", 0.1), ("z", 0.01)]  # x, y, z: BM25 only
+    lexical = ["x", "a", "y", "z"]
+    # first in the vector ranking adds 1/6: x is already in the top 2, y (0.1 + 1/6) would pass b, z would not
+    assert within_reach_of_top(fused, lexical, {"a", "b"}, depth=2, first_gain=1 / 6) == ["x", "y"]
+    assert within_reach_of_top(fused, lexical, {"a", "b"}, depth=1, first_gain=1 / 6) == []  # 0.25 + 1/6 < 0.5
+    assert within_reach_of_top(fused[:2], lexical, {"a"}, depth=5, first_gain=0.0) == ["x", "y", "z"][:5]
 
 
 def test_keyword_tokens_stem_and_drop_stopwords():
@@ -181,6 +190,8 @@ def test_hybrid_repairs_a_paper_the_approximate_vector_search_missed(small_index
     repaired = library.search(question, k=5, mode="hybrid")
     assert [h.paper_id for h in repaired] == [h.paper_id for h in honest]
     assert [h.fused for h in repaired] == pytest.approx([h.fused for h in honest])
+    # k=1 (CI: `rag search -k 1`): the missed paper tied for first, lost the tie-break and was never read
+    assert [h.paper_id for h in library.search(question, k=1, mode="hybrid")] == ["p-translate"]
 
 
 @pytest.mark.slow
