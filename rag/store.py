@@ -32,6 +32,8 @@ from rag.store_records import (
     StoreStats,
     chunk_metadata,
     read_source_hashes,
+    sentence_rows,
+    sentence_text,
     source_hashes_field,
 )
 from rag.types import Chunk, Paper
@@ -314,7 +316,8 @@ class ChromaStore(ChromaIntegrity):
         """Every stored abstract sentence (none in an index built before sentence vectors)."""
         if (sentences := self.sentences) is None:
             return []
-        return list(sentences.get(include=["documents"])["documents"] or [])
+        page = sentences.get(include=["documents", "metadatas"])
+        return [sentence_text(d, m) for d, m in zip(page["documents"] or [], page["metadatas"] or [], strict=True)]
 
     def chunks_of(self, paper_ids: Sequence[str]) -> list[tuple[ChunkMatch, np.ndarray]]:
         """Every chunk of these papers with its stored vector (similarity left 0 for the caller to fill)."""
@@ -398,11 +401,15 @@ class ChromaStore(ChromaIntegrity):
         """Stored vectors of these papers' abstract sentences, by sentence text (empty for old indexes)."""
         if (sentences := self.sentences) is None or not paper_ids:
             return {}
-        page = sentences.get(where={"paper_id": {"$in": list(paper_ids)}}, include=["documents", "embeddings"])
-        documents, embeddings = page["documents"] or [], page["embeddings"]
+        include = ["documents", "metadatas", "embeddings"]
+        page = sentences.get(where={"paper_id": {"$in": list(paper_ids)}}, include=include)
+        documents, metadatas, embeddings = page["documents"] or [], page["metadatas"] or [], page["embeddings"]
         if embeddings is None or not len(embeddings):
             return {}
-        return {text: np.asarray(vector, dtype=np.float32) for text, vector in zip(documents, embeddings, strict=True)}
+        return {
+            sentence_text(document, meta): np.asarray(vector, dtype=np.float32)
+            for document, meta, vector in zip(documents, metadatas, embeddings, strict=True)
+        }
 
     def stored_paper(self, paper_id: str) -> Paper | None:
         """One paper as the index holds it: title, metadata, source files, and its text rejoined from its chunks."""
@@ -471,12 +478,7 @@ class ChromaStore(ChromaIntegrity):
         if paper_ids and sentence_collection is not None:
             sentence_collection.delete(where={"paper_id": {"$in": paper_ids}})
         if sentences and sentence_collection is not None and sentence_vectors is not None:
-            sentence_collection.add(
-                ids=[f"{paper_id}~{position}" for paper_id, position, _ in sentences],
-                embeddings=sentence_vectors,
-                documents=[text for _, _, text in sentences],
-                metadatas=[{"paper_id": paper_id, "position": position} for paper_id, position, _ in sentences],
-            )
+            sentence_collection.add(embeddings=sentence_vectors, **sentence_rows(sentences))
         if paper_ids:
             self.collection.delete(where={"paper_id": {"$in": paper_ids}})
         if not chunks:

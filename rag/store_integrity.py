@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from rag.chroma import HNSW_CONFIG, SENTENCE_HNSW_CONFIG, explain_store_errors
+from rag.store_records import sentence_rows, sentence_text
 
 _PAGE = 5000
 
@@ -147,7 +148,10 @@ class ChromaIntegrity:
         rows = []
         for start in range(0, len(ids), _PAGE):
             page = collection.get(ids=list(ids[start : start + _PAGE]), include=["documents", "metadatas"])
-            rows += list(zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True))
+            documents, metadatas = page["documents"] or [], page["metadatas"] or []
+            for row_id, document, meta in zip(page["ids"], documents, metadatas, strict=True):
+                text = sentence_text(document, meta) if which == "sentences" else document
+                rows.append((row_id, text, meta))
         return rows
 
     def stored_vectors(self, which: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -179,12 +183,7 @@ class ChromaIntegrity:
     def put_sentences(self, rows: Sequence[tuple[str, int, str]], vectors: np.ndarray) -> None:
         """Add (paper_id, position, sentence) rows with their vectors, replacing any with the same ids."""
         try:
-            self.sentences.upsert(
-                ids=[f"{paper_id}~{position}" for paper_id, position, _ in rows],
-                embeddings=vectors,
-                documents=[text for _, _, text in rows],
-                metadatas=[{"paper_id": paper_id, "position": position} for paper_id, position, _ in rows],
-            )
+            self.sentences.upsert(embeddings=vectors, **sentence_rows(rows))
         finally:
             self._announce_write()
 
@@ -225,12 +224,13 @@ class ChromaIntegrity:
                 redo = [row for row in rows if row[0] not in kept]
                 fresh = dict(zip([r[0] for r in redo], embed(redo), strict=True)) if redo else {}
                 embedded += len(redo)
-                new.add(
-                    ids=[r[0] for r in rows],
-                    embeddings=np.stack([kept.get(r[0], fresh.get(r[0])) for r in rows]),
-                    documents=[r[1] for r in rows],
-                    metadatas=[r[2] for r in rows],
-                )
+                vectors = np.stack([kept.get(r[0], fresh.get(r[0])) for r in rows])
+                if which == "sentences":  # rebuilt in this version's layout: the text in the metadata
+                    rebuilt = [(m["paper_id"], m["position"], text) for _, text, m in rows]
+                    new.add(embeddings=vectors, **sentence_rows(rebuilt))
+                else:
+                    new.add(ids=[r[0] for r in rows], embeddings=vectors, documents=[r[1] for r in rows],
+                            metadatas=[r[2] for r in rows])  # fmt: skip
             self._client.delete_collection(name)
             new.modify(name=name)
         finally:

@@ -146,3 +146,23 @@ def chunk_metadata(
     for name, value in paper.extra.items():
         metadata.setdefault(f"x_{name}", value[:500])
     return metadata
+
+
+def sentence_rows(rows: Sequence[tuple[str, int, str]]) -> dict:
+    """The sentence collection's `add`/`upsert` arguments for (paper_id, position, sentence) rows, without vectors.
+
+    The text goes into the metadata, not Chroma's `documents`: Chroma indexes every document for full-text
+    search (a trigram index in SQLite), which nothing here uses for sentences and which made a third of
+    their insert time (8,000 rows: 6.5 s -> 4.3 s). Indexes written before keep their texts as documents;
+    `sentence_text` reads either."""
+    return {
+        "ids": [f"{paper_id}~{position}" for paper_id, position, _ in rows],
+        "metadatas": [{"paper_id": paper_id, "position": position, "text": text} for paper_id, position, text in rows],
+    }
+
+
+def sentence_text(document: str | None, metadata: Mapping[str, Any] | None) -> str:
+    """A stored sentence's text: in its metadata (this version; an upsert into an older index can leave the old
+    document beside it) or else its document (indexes written before)."""
+    text = (metadata or {}).get("text")
+    return str(text) if text is not None else (document or "")

@@ -68,10 +68,10 @@ def content(index) -> list:
     store = ChromaStore(index, "papers", create=False)
     store.open_for("all-MiniLM-L6-v2", None, create=False)
     chunks = store.collection.get(include=["documents", "metadatas"])
-    sentences = store.sentences.get(include=["documents"])
+    sentences = store.sentences.get(include=["metadatas"])
     hashes = (m["paper_hash"] for m in chunks["metadatas"])
     return sorted(zip(chunks["ids"], chunks["documents"], hashes, strict=True)) + sorted(
-        zip(sentences["ids"], sentences["documents"], strict=True)
+        zip(sentences["ids"], (m["text"] for m in sentences["metadatas"]), strict=True)
     )
 
 

@@ -75,6 +75,28 @@ def test_every_abstract_sentence_is_stored_with_its_vector(seed_library, embedde
     assert np.allclose(np.stack([stored[s] for s in sample]), embedder.embed(sample), atol=1e-4)
 
 
+def test_sentence_texts_live_in_metadata_and_an_older_index_with_documents_still_reads(
+    tmp_path, embedder, small_corpus
+):
+    """Chroma full-text indexes every document; sentences keep their text in the metadata instead (cheaper
+    inserts), and an index written before, with the texts as documents, reads the same."""
+    library = make_library(tmp_path / "idx", embedder)
+    library.ingest([small_corpus], progress=False)
+    store = library.store()
+    paper_ids = list(store.indexed_papers())
+    new_layout = store.sentences.get(include=["documents", "metadatas", "embeddings"])
+    assert set(new_layout["documents"]) == {None} and all(m["text"] for m in new_layout["metadatas"])
+    texts, vectors = sorted(store.sentence_texts()), store.sentence_vectors(paper_ids)
+    assert texts and sorted(vectors) == sorted(set(texts))
+    store.sentences.delete(ids=new_layout["ids"])  # rewritten as the earlier version wrote them
+    old_metas = [{"paper_id": m["paper_id"], "position": m["position"]} for m in new_layout["metadatas"]]
+    old_docs = [m["text"] for m in new_layout["metadatas"]]
+    store.sentences.add(ids=new_layout["ids"], documents=old_docs, metadatas=old_metas,
+                        embeddings=new_layout["embeddings"])  # fmt: skip
+    assert sorted(store.sentence_texts()) == texts
+    assert sorted(store.sentence_vectors(paper_ids)) == sorted(vectors)
+
+
 def test_whole_papers_are_read_by_chunk_id_and_other_ids_are_still_found(tmp_path, embedder, small_corpus):
     library = make_library(tmp_path / "idx", embedder)
     library.ingest([small_corpus], progress=False)

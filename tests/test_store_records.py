@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.store_records import ChunkMeta, chunk_metadata
+from rag.store_records import ChunkMeta, chunk_metadata, sentence_rows, sentence_text
 from rag.types import Paper
 
 
@@ -23,3 +23,14 @@ def test_chunk_metadata_round_trips_through_the_typed_record():
 def test_a_sparse_old_record_reads_with_defaults():
     meta = ChunkMeta.from_chroma({"paper_id": "p2", "chunk_index": 1})
     assert meta.title == "" and meta.sources == () and meta.n_chunks == -1 and meta.filter_fields() == {}
+
+
+def test_sentence_rows_put_the_text_in_the_metadata_and_either_layout_reads():
+    rows = sentence_rows([("p1", 0, "First."), ("p1", 1, "Second.")])
+    assert rows["ids"] == ["p1~0", "p1~1"]
+    assert rows["metadatas"] == [{"paper_id": "p1", "position": 0, "text": "First."},
+                                 {"paper_id": "p1", "position": 1, "text": "Second."}]  # fmt: skip
+    assert sentence_text(None, rows["metadatas"][0]) == "First."
+    assert sentence_text("Old.", {"paper_id": "p1", "position": 0}) == "Old."  # written before: the document
+    assert sentence_text("Stale.", {"text": "New."}) == "New."  # upserted over an older row
+    assert sentence_text(None, None) == ""
