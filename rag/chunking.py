@@ -77,14 +77,18 @@ def uses_title(title: str, plan: ChunkPlan, count_embed: TokenCounter) -> bool:
     A title that would eat over half the embedder's window is left out of the embedded text rather
     than letting it crowd out (or truncate) the passage.
     """
-    return plan.prepend_title and count_embed([embed_text_for(title, "", True)])[0] <= plan.embed_limit // 2
+    return title_fits(count_embed([embed_text_for(title, "", True)])[0], plan)
+
+
+def title_fits(title_cost: int, plan: ChunkPlan) -> bool:
+    """`uses_title` given the title line's embedder token count."""
+    return plan.prepend_title and title_cost <= plan.embed_limit // 2
 
 
 def chunk_paper(paper: Paper, plan: ChunkPlan, count_budget: TokenCounter, count_embed: TokenCounter) -> list[Chunk]:
     """Split one paper into chunks; an abstract that fits stays whole."""
-    special = count_embed([""])[0]
-    title_cost = count_embed([embed_text_for(paper.title, "", True)])[0]
-    use_title = uses_title(paper.title, plan, count_embed)
+    special, title_cost = count_embed(["", embed_text_for(paper.title, "", True)])  # one call: each costs ~0.1 ms
+    use_title = title_fits(title_cost, plan)
     room = plan.embed_limit - (title_cost if use_title else special)
     passages = _pack(paper.abstract, plan, room, special, count_budget, count_embed)
     passages = _enforce_embed_limit(passages, paper.title, use_title, plan.embed_limit, count_embed)
