@@ -265,16 +265,14 @@ class Retriever:
             pid: [(m, None) for m in dense[pid]] for pid in candidates if pid in dense and not need_vectors
         }
         unread = [pid for pid in candidates if pid not in scored]
-        if mode == "hybrid":  # HNSW is approximate: read also the papers that could be a miss that matters
-            first_gain = rankings[0][1] / (s.rrf_k + 1)
-            reach = within_reach_of_top(fused, rankings[1][0], dense, depth, first_gain)
-            unread += [pid for pid in reach if pid not in scored and pid not in candidates]
+        hybrid = mode == "hybrid"  # only a fused ranking can hold, and repair, a paper HNSW (approximate) missed
+        if hybrid:  # read also the papers such a miss could lift into the top
+            reach = within_reach_of_top(fused, rankings[1][0], dense, depth, rankings[0][1] / (s.rrf_k + 1))
+            unread += [pid for pid in reach if pid not in candidates]
         scored.update(self._score_chunks(vector, unread))
         missed = []
-        if mode == "hybrid":  # only a fused ranking can hold a paper the vector search missed
-            missed = missed_by_vector_search(
-                dense, {pid: chunks[0][0].similarity for pid, chunks in scored.items() if chunks}
-            )
+        if hybrid:
+            missed = missed_by_vector_search(dense, {pid: c[0][0].similarity for pid, c in scored.items() if c})
         if missed:
             rankings[0] = (vector_order(dense, scored, missed), rankings[0][1])
             fused = rrf_fuse(rankings, s.rrf_k)

@@ -31,9 +31,9 @@ from rag.store_records import (
     IndexedPaper,
     StoreStats,
     chunk_metadata,
+    page_sentence_texts,
     read_source_hashes,
     sentence_rows,
-    sentence_text,
     source_hashes_field,
 )
 from rag.types import Chunk, Paper
@@ -316,8 +316,7 @@ class ChromaStore(ChromaIntegrity):
         """Every stored abstract sentence (none in an index built before sentence vectors)."""
         if (sentences := self.sentences) is None:
             return []
-        page = sentences.get(include=["documents", "metadatas"])
-        return [sentence_text(d, m) for d, m in zip(page["documents"] or [], page["metadatas"] or [], strict=True)]
+        return page_sentence_texts(sentences.get(include=["documents", "metadatas"]))
 
     def chunks_of(self, paper_ids: Sequence[str]) -> list[tuple[ChunkMatch, np.ndarray]]:
         """Every chunk of these papers with its stored vector (similarity left 0 for the caller to fill)."""
@@ -403,13 +402,11 @@ class ChromaStore(ChromaIntegrity):
             return {}
         include = ["documents", "metadatas", "embeddings"]
         page = sentences.get(where={"paper_id": {"$in": list(paper_ids)}}, include=include)
-        documents, metadatas, embeddings = page["documents"] or [], page["metadatas"] or [], page["embeddings"]
+        embeddings = page["embeddings"]
         if embeddings is None or not len(embeddings):
             return {}
-        return {
-            sentence_text(document, meta): np.asarray(vector, dtype=np.float32)
-            for document, meta, vector in zip(documents, metadatas, embeddings, strict=True)
-        }
+        texts = page_sentence_texts(page)
+        return {text: np.asarray(vector, dtype=np.float32) for text, vector in zip(texts, embeddings, strict=True)}
 
     def stored_paper(self, paper_id: str) -> Paper | None:
         """One paper as the index holds it: title, metadata, source files, and its text rejoined from its chunks."""

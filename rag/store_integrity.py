@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from rag.chroma import HNSW_CONFIG, SENTENCE_HNSW_CONFIG, explain_store_errors
-from rag.store_records import sentence_rows, sentence_text
+from rag.store_records import page_sentence_texts, sentence_rows
 
 _PAGE = 5000
 
@@ -148,10 +148,8 @@ class ChromaIntegrity:
         rows = []
         for start in range(0, len(ids), _PAGE):
             page = collection.get(ids=list(ids[start : start + _PAGE]), include=["documents", "metadatas"])
-            documents, metadatas = page["documents"] or [], page["metadatas"] or []
-            for row_id, document, meta in zip(page["ids"], documents, metadatas, strict=True):
-                text = sentence_text(document, meta) if which == "sentences" else document
-                rows.append((row_id, text, meta))
+            texts = page_sentence_texts(page) if which == "sentences" else page["documents"] or []
+            rows += list(zip(page["ids"], texts, page["metadatas"] or [], strict=True))
         return rows
 
     def stored_vectors(self, which: str, ids: Sequence[str]) -> dict[str, np.ndarray]:

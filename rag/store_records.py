@@ -166,3 +166,8 @@ def sentence_text(document: str | None, metadata: Mapping[str, Any] | None) -> s
     document beside it) or else its document (indexes written before)."""
     text = (metadata or {}).get("text")
     return str(text) if text is not None else (document or "")
+
+
+def page_sentence_texts(page: Mapping[str, Any]) -> list[str]:
+    """The sentence texts of a Chroma `get` page that included documents and metadatas, in its order."""
+    return [sentence_text(d, m) for d, m in zip(page["documents"] or [], page["metadatas"] or [], strict=True)]
