@@ -313,10 +313,18 @@ class ChromaStore(ChromaIntegrity):
             offset += _PAGE
 
     def sentence_texts(self) -> list[str]:
-        """Every stored abstract sentence (none in an index built before sentence vectors)."""
+        """Every stored abstract sentence (none in an index built before sentence vectors), paged: one read of
+        every row's metadata fails in Chroma's SQLite past about 32,000 rows ("too many SQL variables")."""
         if (sentences := self.sentences) is None:
             return []
-        return page_sentence_texts(sentences.get(include=["documents", "metadatas"]))
+        texts: list[str] = []
+        offset = 0
+        while True:
+            page = sentences.get(include=["documents", "metadatas"], limit=_PAGE, offset=offset)
+            texts += page_sentence_texts(page)
+            if len(page["ids"]) < _PAGE:
+                return texts
+            offset += _PAGE
 
     def chunks_of(self, paper_ids: Sequence[str]) -> list[tuple[ChunkMatch, np.ndarray]]:
         """Every chunk of these papers with its stored vector (similarity left 0 for the caller to fill)."""

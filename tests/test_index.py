@@ -97,6 +97,27 @@ def test_sentence_texts_live_in_metadata_and_an_older_index_with_documents_still
     assert sorted(store.sentence_vectors(paper_ids)) == sorted(vectors)
 
 
+def test_every_sentence_text_reads_back_past_sqlites_variable_limit(tmp_path, embedder, small_corpus):
+    """Reading every sentence's metadata in one Chroma `get` fails past about 32,000 rows ("too many SQL
+    variables": a 10,000-paper index holds 65,000 sentences); the store reads them a page at a time."""
+    import numpy as np
+
+    library = make_library(tmp_path / "idx", embedder)
+    library.ingest([small_corpus], progress=False)
+    store = library.store()
+    ingested = store.sentence_texts()
+    more = 33_000
+    vectors = np.random.default_rng(0).standard_normal((more, embedder.dimension)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)  # stored vectors are unit length
+    for start in range(0, more, 5_000):
+        ids = [f"p{i}~0" for i in range(start, min(more, start + 5_000))]
+        metas = [{"paper_id": i.split("~")[0], "position": 0, "text": f"sentence {i}"} for i in ids]
+        store.sentences.add(ids=ids, metadatas=metas, embeddings=vectors[start : start + len(ids)])
+    texts = store.sentence_texts()
+    assert len(texts) == len(ingested) + more
+    assert set(ingested) <= set(texts) and "sentence p32999~0" in texts
+
+
 def test_whole_papers_are_read_by_chunk_id_and_other_ids_are_still_found(tmp_path, embedder, small_corpus):
     library = make_library(tmp_path / "idx", embedder)
     library.ingest([small_corpus], progress=False)
