@@ -91,7 +91,11 @@ def test_installed_names_are_project_specific():
         for path in (REPO / folder).rglob("*.py"):
             parts = path.parent.relative_to(REPO / folder).parts
             folders.add(".".join((name, *parts)))
-    assert folders == packages, f"pyproject's [tool.setuptools] packages must list every folder of code: {folders}"
+    # and the folders that hold only data files, listed with their own package-data (else setuptools warns that
+    # it would ignore them)
+    data = set(PYPROJECT["tool"]["setuptools"]["package-data"]) - folders
+    assert data == {"rag.configs", "rag.data.seeds", "paper_rag_eval.golden", "paper_rag_eval.collections"}
+    assert folders | data == packages, f"pyproject's packages must list every folder of code and data: {folders}"
     bare = {
         str(path.relative_to(REPO)): sorted(found)
         for folder in (*PACKAGES, "tests", "bench")
@@ -102,8 +106,9 @@ def test_installed_names_are_project_specific():
 
 
 def test_profiles_and_corpus_are_package_data_and_clients_register_commands():
-    data = PYPROJECT["tool"]["setuptools"]["package-data"]["rag"]
-    assert "configs/*.yaml" in data and "data/seeds/*.txt" in data
+    data = PYPROJECT["tool"]["setuptools"]["package-data"]
+    assert "*.yaml" in data["rag.configs"] and "*.txt" in data["rag.data.seeds"]
+    assert "*.jsonl" in data["paper_rag_eval.golden"] and "judge_weights.json" in data["rag.answer"]
     assert (REPO / "rag" / "configs" / "default.yaml").is_file()
     # the top-level configs/ is the same folder (a link), so the repository and the wheel cannot drift apart
     assert (REPO / "configs").resolve() == (REPO / "rag" / "configs").resolve()
