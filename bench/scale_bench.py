@@ -1,6 +1,6 @@
 """Scale benchmark (issue 24): one command, every figure measured in the same run; JSON + Markdown + PNG.
 
-    .venv/bin/python bench/scale_bench.py                       # 1k, 10k, 100k papers (about 90 min on 2 cores)
+    .venv/bin/python bench/scale_bench.py                       # 1k, 10k, 100k papers (about 80 min on 2 cores)
     .venv/bin/python bench/scale_bench.py --sizes 1000,10000 --work /tmp/scale-work
 
 For each size, a synthetic corpus in the arXiv snapshot format (`bench/synth_corpus.py`: real abstract
@@ -10,23 +10,26 @@ sentences recombined, real titles spliced), then, each step in its own process:
    for real-vector sizes, the raw encoder given again the very calls ingest made to it (a seeded
    sample, --raw-sample texts), right after, in the same process: ingest ÷ raw encoder; a no-op
    re-ingest in-process; hybrid and dense search p50/p95 over 50 golden questions; extractive answers
-   (`rag ask --extractive`: rag.Assistant with answer.mode extractive, answer.judge_model null).
+   (`rag ask --extractive`: rag.Assistant with answer.mode extractive, answer.judge_model null) and
+   default-profile answers (the judge model reads where the statistics are unsure).
 2. `cli:N` - what a user runs in a new process: `rag ingest` of the same unchanged file, `rag check`.
 3. `server:N` - `chroma run --path INDEX` on 127.0.0.1, this project as its client (`index.server`):
    hybrid and dense search, extractive answers, the server's peak RSS. The server is always stopped.
 The index is deleted once measured.
 
-Vectors: sizes up to --real-up-to (default 1,000) are embedded by MiniLM during ingest. Larger ones
-would take hours on 2 CPU cores, so their chunk and sentence vectors are composed from a pool of real
+Vectors: sizes up to --real-up-to (default 10,000) are embedded by MiniLM during ingest. Larger ones
+would take many hours on 2 CPU cores, so their chunk and sentence vectors are composed from a pool of real
 sentence vectors when --pool holds them (made on a GPU: `bench/synth_corpus.py --pool-texts POOL`, then
 `bench/gpu_vectors.py embed POOL MODEL_DIR POOL`), else stand-ins: the real model's identity and
 tokenizer, a seeded random unit vector per text. Parsing, chunking with both tokenizers, Chroma's
 writes and the BM25 catalog run for real either way, and every search embeds the question with the
 real model. For those sizes the report derives ingest with MiniLM from the raw encoder's measured rate.
 
-The default answer mode (with the judge model) is not re-run: its latency is read from an evaluation
-report (--default-answer-report). --with-baselines adds the built-in corpus (`bench/ingest_bench.py`)
-and the LlamaIndex quickstart comparison (`bench/quickstart_baseline.py`).
+The default answer mode is timed on each size's index (--default-answers questions) and, beside it,
+read from an evaluation report on the built-in corpus (--default-answer-report). --with-baselines adds
+the built-in corpus (`bench/ingest_bench.py`) and the LlamaIndex quickstart comparison
+(`bench/quickstart_baseline.py`). --append adds sizes to an earlier run's scale.json (kept with its
+machine record and, unless measured again, its baselines).
 """
 
 from __future__ import annotations
@@ -170,7 +173,7 @@ def size_settings(index: Path, extra: dict | None = None):
 
 
 def time_answers(library: Library, questions: list[str]) -> dict:
-    """`rag ask --extractive` through rag.Assistant: extractive answers, no judge model."""
+    """`rag ask` through rag.Assistant, in the library's answer mode (after one warm-up answer: model loads)."""
     from rag.answering import Assistant
 
     assistant = Assistant.from_config(library=library)
@@ -220,7 +223,9 @@ class EtaLog:
         return result
 
 
-def scale_one(papers: int, work: Path, pool: Path, vectors: str, raw_sample: int, answers: int) -> dict:
+def scale_one(
+    papers: int, work: Path, pool: Path, vectors: str, raw_sample: int, answers: int, default_answers: int
+) -> dict:
     from synth_corpus import find_scifact, load_pool, write_corpus
 
     corpus = work / f"synth-{papers}.jsonl"
@@ -305,6 +310,9 @@ def scale_one(papers: int, work: Path, pool: Path, vectors: str, raw_sample: int
     row["hybrid"] = time_searches(library, questions, "hybrid")
     extractive = library.derive({"answer.mode": "extractive", "answer.judge_model": None})
     row["extractive"] = time_answers(extractive, questions[:answers])
+    if default_answers:  # the default profile: extractive, with the judge model reading where it is unsure
+        row["default"] = time_answers(library, questions[:default_answers])
+        row["default"]["judge_model"] = settings.answer.judge_model
     return row
 
 
@@ -438,7 +446,9 @@ def scale_server(papers: int, work: Path, answers: int) -> dict:
 
 
 def ours_on_builtin(work: Path, ask: int) -> dict:
-    library = Library(load_settings(overrides={"index.path": str(work / "builtin-index")}, env={}))
+    index = work / "builtin-index"
+    shutil.rmtree(index, ignore_errors=True)  # a fresh index: a kept --work folder would make this a no-op
+    library = Library(load_settings(overrides={"index.path": str(index)}, env={}))
     library.embedder.embed(["warm-up"])  # model load is not ingest
     report = library.ingest(progress=False)
     questions = golden_questions()
@@ -525,9 +535,12 @@ def main() -> None:
         default=Path.home() / ".cache" / "paper-rag" / "scale-pool",
         help="sentence pool with vectors (texts.json.gz, vectors-*.npy); without it, stand-in vectors",
     )
-    parser.add_argument("--real-up-to", type=int, default=1000, help="sizes up to this are embedded by MiniLM")
+    parser.add_argument("--real-up-to", type=int, default=10000, help="sizes up to this are embedded by MiniLM")
     parser.add_argument("--raw-sample", type=int, default=1500, help="texts the raw encoder re-embeds (0 = all)")
     parser.add_argument("--answers", type=int, default=20, help="extractive answers timed per size")
+    parser.add_argument(
+        "--default-answers", type=int, default=10, help="default-profile answers (judge model on) timed per size"
+    )
     parser.add_argument("--no-server", action="store_true", help="skip the Chroma client/server measure")
     parser.add_argument(
         "--default-answer-report",
@@ -546,7 +559,9 @@ def main() -> None:
     if args.step:
         kind, _, size = args.step.partition(":")
         if kind == "scale":
-            result = scale_one(int(size), work, args.pool, args.vectors, args.raw_sample, args.answers)
+            result = scale_one(
+                int(size), work, args.pool, args.vectors, args.raw_sample, args.answers, args.default_answers
+            )
         elif kind == "cli":
             result = scale_cli(int(size), work)
         elif kind == "server":
@@ -562,6 +577,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     me = ["bench/scale_bench.py", "--work", str(work), "--pool", str(args.pool)]
     me += ["--ask", str(args.ask), "--raw-sample", str(args.raw_sample), "--answers", str(args.answers)]
+    me += ["--default-answers", str(args.default_answers)]
     results: dict = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -598,6 +614,9 @@ def main() -> None:
             }
         ]
         results["scale"] = earlier["scale"]
+        for key in ("builtin", "baseline"):  # measured by the earlier run, unless this one measures them again
+            if key in earlier and key not in results:
+                results[key] = earlier[key]
     for size in sizes:
         vectors = vectors_for(size, args.real_up_to, args.pool)
         print(f"synthetic corpus of {size} papers ({vectors} vectors) ...", file=sys.stderr)
