@@ -44,6 +44,18 @@ INDEX_FORMAT = 1
 _PAGE = 5000  # rows per metadata read; keeps memory flat on big indexes
 
 
+def _pages(collection, include: list[str], where: dict | None = None) -> Iterator[dict]:  # a Chroma collection
+    """Every row of a collection (or those matching `where`), _PAGE rows a read: memory stays flat, and one read
+    of many rows' metadata fails in Chroma's SQLite past about 32,000 rows ("too many SQL variables")."""
+    offset = 0
+    while True:
+        page = collection.get(where=where, include=include, limit=_PAGE, offset=offset)
+        yield page
+        if len(page["ids"]) < _PAGE:
+            return
+        offset += _PAGE
+
+
 @explain_store_errors
 class ChromaStore(ChromaIntegrity):
     """A Chroma collection of chunks: a local persistent folder, or a Chroma server (`index.server`)."""
@@ -247,14 +259,8 @@ class ChromaStore(ChromaIntegrity):
         }
 
     def _iter_metadatas(self) -> Iterator[dict]:
-        offset = 0
-        while True:
-            page = self.collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
-            metadatas = page["metadatas"] or []
-            yield from metadatas
-            if len(metadatas) < _PAGE:
-                return
-            offset += _PAGE
+        for page in _pages(self.collection, ["metadatas"]):
+            yield from page["metadatas"] or []
 
     def chunk_count(self) -> int:
         return self.collection.count() if self._wanted[0] else 0
@@ -291,40 +297,21 @@ class ChromaStore(ChromaIntegrity):
 
     def iter_first_chunk_metadata(self) -> Iterator[ChunkMeta]:
         """The metadata of each paper's first chunk: one row per paper, paged."""
-        offset = 0
-        while True:
-            page = self.collection.get(where={"chunk_index": 0}, include=["metadatas"], limit=_PAGE, offset=offset)
-            metadatas = page["metadatas"] or []
-            yield from map(ChunkMeta.from_chroma, metadatas)
-            if len(metadatas) < _PAGE:
-                return
-            offset += _PAGE
+        for page in _pages(self.collection, ["metadatas"], where={"chunk_index": 0}):
+            yield from map(ChunkMeta.from_chroma, page["metadatas"] or [])
 
     def iter_chunk_texts(self) -> Iterator[tuple[ChunkMeta, str]]:
         """Every stored chunk: its typed metadata and its passage text (without the title line the embedder
         read before it, see `rag.chunking.embed_text_for`), paged."""
-        offset = 0
-        while True:
-            page = self.collection.get(include=["documents", "metadatas"], limit=_PAGE, offset=offset)
-            documents, metadatas = page["documents"] or [], page["metadatas"] or []
-            yield from zip(map(ChunkMeta.from_chroma, metadatas), documents, strict=True)
-            if len(metadatas) < _PAGE:
-                return
-            offset += _PAGE
+        for page in _pages(self.collection, ["documents", "metadatas"]):
+            metadatas = page["metadatas"] or []
+            yield from zip(map(ChunkMeta.from_chroma, metadatas), page["documents"] or [], strict=True)
 
     def sentence_texts(self) -> list[str]:
-        """Every stored abstract sentence (none in an index built before sentence vectors), paged: one read of
-        every row's metadata fails in Chroma's SQLite past about 32,000 rows ("too many SQL variables")."""
+        """Every stored abstract sentence (none in an index built before sentence vectors), paged."""
         if (sentences := self.sentences) is None:
             return []
-        texts: list[str] = []
-        offset = 0
-        while True:
-            page = sentences.get(include=["documents", "metadatas"], limit=_PAGE, offset=offset)
-            texts += page_sentence_texts(page)
-            if len(page["ids"]) < _PAGE:
-                return texts
-            offset += _PAGE
+        return [text for page in _pages(sentences, ["documents", "metadatas"]) for text in page_sentence_texts(page)]
 
     def chunks_of(self, paper_ids: Sequence[str]) -> list[tuple[ChunkMatch, np.ndarray]]:
         """Every chunk of these papers with its stored vector (similarity left 0 for the caller to fill)."""
