@@ -60,8 +60,13 @@ class ChromaIntegrity:
                         f"vectors of its {label} are missing from the vector index ({total:,} {label} stored); "
                         "`rag check --repair` re-embeds them from the stored texts"
                     )
-                top = collection.query(query_embeddings=[got["embeddings"][0]], n_results=1, include=["distances"])
-                if not top["distances"][0] or top["distances"][0][0] > 1e-3:
+                # Each sampled vector should find itself. The sentence collection's graph is sparse (rag/chroma.py)
+                # and may miss one now and then; a lost or foreign vector index finds next to none.
+                top = collection.query(
+                    query_embeddings=list(got["embeddings"]), n_results=min(total, 4), include=["distances"]
+                )
+                found = sum(1 for nearest in top["distances"] if nearest and nearest[0] <= 1e-3)
+                if 2 * found < len(sample):
                     return (
                         f"the vector index does not find its own {label} ({total:,} stored); `rag check --repair` "
                         "rebuilds it"

@@ -284,3 +284,39 @@ def test_papers_with_many_metadata_fields_are_not_reported_as_damaged(tmp_path, 
     library.ingest([source], progress=False)
     report = make_library(tmp_path / "index", embedder, **SMALL_CHUNKS).check()
     assert report.ok, [f.problem for f in report.findings]
+
+
+def test_the_damage_probe_tolerates_one_vector_a_sparse_graph_misses_but_not_a_lost_index():
+    """CI, 2026-12-08: the sentence collection's sparse HNSW graph (rag/chroma.py) did not find the first sampled
+    sentence by its own vector (distance 0.18; the other 7 samples: 0.0), and every ingest into that index was
+    refused as damaged. A real Chroma collection, its query answers replaced where the graph would miss."""
+    import numpy as np
+
+    from rag.store_integrity import ChromaIntegrity
+
+    client = chromadb.EphemeralClient(settings=chromadb.Settings(anonymized_telemetry=False))
+    real = client.create_collection("probe-sentences")
+    vectors = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32)
+    real.add(ids=[f"p{i}~0" for i in range(64)], embeddings=vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+
+    class Missing:  # the real collection, except that the graph misses the first `misses` queried vectors
+        def __init__(self, misses: int) -> None:
+            self.misses = misses
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def query(self, **kwargs):
+            answer = real.query(**kwargs)
+            for nearest in answer["distances"][: self.misses]:
+                nearest[:] = [0.18 + d for d in nearest]
+            return answer
+
+    class Host(ChromaIntegrity):
+        def __init__(self, sentences) -> None:
+            self.collection, self.sentences, self._wanted = None, sentences, (False, True)
+
+    assert Host(real).damage() is None
+    assert Host(Missing(1)).damage() is None  # one of 8 missed: a sparse graph, not damage
+    assert "does not find its own sentences" in Host(Missing(8)).damage()  # a lost or foreign index
+    assert "does not find its own sentences" in Host(Missing(5)).damage()
