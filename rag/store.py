@@ -14,10 +14,12 @@ import numpy as np
 
 from rag.chroma import (
     HNSW_CONFIG,
+    PAGE,
     SEARCH_EF,
     SENTENCE_HNSW_CONFIG,
     explain_store_errors,
     open_connection,
+    pages,
     read_stamp,
     telemetry_off,
 )
@@ -41,19 +43,6 @@ from rag.types import Chunk, Paper
 __all__ = ["SOURCE_SEPARATOR", "ChromaStore", "ChunkMatch", "ChunkMeta", "IndexedPaper", "StoreStats", "chunk_metadata"]
 
 INDEX_FORMAT = 1
-_PAGE = 5000  # rows per metadata read; keeps memory flat on big indexes
-
-
-def _pages(collection, include: list[str], where: dict | None = None) -> Iterator[dict]:  # a Chroma collection
-    """Every row of a collection (or those matching `where`), _PAGE rows a read: memory stays flat, and one read
-    of many rows' metadata fails in Chroma's SQLite past about 32,000 rows ("too many SQL variables")."""
-    offset = 0
-    while True:
-        page = collection.get(where=where, include=include, limit=_PAGE, offset=offset)
-        yield page
-        if len(page["ids"]) < _PAGE:
-            return
-        offset += _PAGE
 
 
 @explain_store_errors
@@ -259,7 +248,7 @@ class ChromaStore(ChromaIntegrity):
         }
 
     def _iter_metadatas(self) -> Iterator[dict]:
-        for page in _pages(self.collection, ["metadatas"]):
+        for page in pages(self.collection, ["metadatas"]):
             yield from page["metadatas"] or []
 
     def chunk_count(self) -> int:
@@ -297,13 +286,13 @@ class ChromaStore(ChromaIntegrity):
 
     def iter_first_chunk_metadata(self) -> Iterator[ChunkMeta]:
         """The metadata of each paper's first chunk: one row per paper, paged."""
-        for page in _pages(self.collection, ["metadatas"], where={"chunk_index": 0}):
+        for page in pages(self.collection, ["metadatas"], where={"chunk_index": 0}):
             yield from map(ChunkMeta.from_chroma, page["metadatas"] or [])
 
     def iter_chunk_texts(self) -> Iterator[tuple[ChunkMeta, str]]:
         """Every stored chunk: its typed metadata and its passage text (without the title line the embedder
         read before it, see `rag.chunking.embed_text_for`), paged."""
-        for page in _pages(self.collection, ["documents", "metadatas"]):
+        for page in pages(self.collection, ["documents", "metadatas"]):
             metadatas = page["metadatas"] or []
             yield from zip(map(ChunkMeta.from_chroma, metadatas), page["documents"] or [], strict=True)
 
@@ -311,7 +300,7 @@ class ChromaStore(ChromaIntegrity):
         """Every stored abstract sentence (none in an index built before sentence vectors), paged."""
         if (sentences := self.sentences) is None:
             return []
-        return [text for page in _pages(sentences, ["documents", "metadatas"]) for text in page_sentence_texts(page)]
+        return [text for page in pages(sentences, ["documents", "metadatas"]) for text in page_sentence_texts(page)]
 
     def chunks_of(self, paper_ids: Sequence[str]) -> list[tuple[ChunkMatch, np.ndarray]]:
         """Every chunk of these papers with its stored vector (similarity left 0 for the caller to fill)."""
@@ -520,7 +509,7 @@ class ChromaStore(ChromaIntegrity):
                 # "" rather than a missing key: Chroma's update merges metadata, so a key left out would stay
                 metadatas.append({"sources": SOURCE_SEPARATOR.join(sources), "source_hashes": recorded or ""})
         try:
-            for start in range(0, len(ids), _PAGE):
-                self.collection.update(ids=ids[start : start + _PAGE], metadatas=metadatas[start : start + _PAGE])
+            for start in range(0, len(ids), PAGE):
+                self.collection.update(ids=ids[start : start + PAGE], metadatas=metadatas[start : start + PAGE])
         finally:
             self._announce_write()

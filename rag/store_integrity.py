@@ -12,10 +12,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from rag.chroma import HNSW_CONFIG, SENTENCE_HNSW_CONFIG, explain_store_errors
+from rag.chroma import HNSW_CONFIG, PAGE, SENTENCE_HNSW_CONFIG, explain_store_errors, pages
 from rag.store_records import page_sentence_texts, sentence_rows
-
-_PAGE = 5000
 
 
 @explain_store_errors
@@ -136,14 +134,9 @@ class ChromaIntegrity:
         raise ValueError(which)
 
     def _id_pages(self, collection) -> Iterator[list[str]]:
-        offset = 0
-        while True:
-            ids = collection.get(include=[], limit=_PAGE, offset=offset)["ids"]
-            if ids:
-                yield ids
-            if len(ids) < _PAGE:
-                return
-            offset += _PAGE
+        for page in pages(collection, []):
+            if page["ids"]:
+                yield page["ids"]
 
     def stored_rows(self, which: str, ids: Sequence[str]) -> list[tuple[str, str, dict]]:
         """(id, text, metadata) of stored chunks or sentences: what re-embedding them needs."""
@@ -151,8 +144,8 @@ class ChromaIntegrity:
         if collection is None or not ids:
             return []
         rows = []
-        for start in range(0, len(ids), _PAGE):
-            page = collection.get(ids=list(ids[start : start + _PAGE]), include=["documents", "metadatas"])
+        for start in range(0, len(ids), PAGE):
+            page = collection.get(ids=list(ids[start : start + PAGE]), include=["documents", "metadatas"])
             texts = page_sentence_texts(page) if which == "sentences" else page["documents"] or []
             rows += list(zip(page["ids"], texts, page["metadatas"] or [], strict=True))
         return rows
@@ -170,14 +163,10 @@ class ChromaIntegrity:
         counts: dict[str, int] = {}
         if sentences is None:
             return counts
-        offset = 0
-        while True:
-            page = sentences.get(include=["metadatas"], limit=_PAGE, offset=offset)["metadatas"] or []
-            for meta in page:
+        for page in pages(sentences, ["metadatas"]):
+            for meta in page["metadatas"] or []:
                 counts[meta["paper_id"]] = counts.get(meta["paper_id"], 0) + 1
-            if len(page) < _PAGE:
-                return counts
-            offset += _PAGE
+        return counts
 
     def stored_ids(self, which: str) -> list[str]:
         collection = self._named(which)
